@@ -23,6 +23,8 @@ from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
 
+from fabulist.errors import FabulistError
+
 KINDS = ("character", "trait", "setting", "conflict", "resolution", "moral")
 SLOTS = frozenset({"hero", "he", "him", "his", "himself", "friend", "f_he", "f_him", "f_his"})
 PRONOUNS = {
@@ -32,7 +34,7 @@ PRONOUNS = {
 _ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
-class ElementError(ValueError):
+class ElementError(FabulistError, ValueError):
     """An element list or an element name is invalid."""
 
 

@@ -28,6 +28,8 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from fabulist.errors import FabulistError
+
 PIPELINE_VERSION = "fabulist-data-1"
 VARIANTS = ("full", "partial", "beginning")
 PROMPT_FIELDS = (
@@ -41,7 +43,7 @@ FABLE_FIELDS = (
 )  # fmt: skip
 
 
-class RecordError(ValueError):
+class RecordError(FabulistError, ValueError):
     """A JSONL file or one of its records is malformed."""
 
 

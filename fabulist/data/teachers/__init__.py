@@ -1,0 +1,1 @@
+"""Teachers write one fable per prompt: `procedural` offline, `openai` over any OpenAI-compatible API."""
