@@ -62,5 +62,143 @@ def data_elements(kind: str | None) -> None:
     click.echo(f"{'combinations':<12} {total:,}")
 
 
+def _parse_fixed(values: tuple[str, ...]) -> dict[str, str]:
+    fixed = {}
+    for value in values:
+        kind, sep, element_id = value.partition("=")
+        if not sep or not element_id:
+            raise click.BadParameter(f"{value!r}: expected KIND=ID, e.g. character=fox", param_hint="--fix")
+        fixed[kind] = element_id
+    return fixed
+
+
+@data.command("prompts")
+@click.option("--count", "-n", type=int, required=True, help="How many prompts (distinct combinations).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option("--shard", default="0/1", show_default=True, help="i/n: this machine's part of the space.")
+@click.option(
+    "--region",
+    type=click.Choice(["train", "eval"]),
+    default="train",
+    show_default=True,
+    help="train never returns the (character, moral) pairs reserved for evaluation; eval only those.",
+)
+@click.option(
+    "--variants",
+    default="full=0.7,partial=0.15,beginning=0.15",
+    show_default=True,
+    help="Weights of the prompt variants.",
+)
+@click.option("--fix", multiple=True, metavar="KIND=ID", help="Fix an element, e.g. --fix character=fox.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="Output JSONL.")
+def data_prompts(count, seed, shard, region, variants, fix, out) -> None:
+    """Sample distinct element combinations and write one prompt record per line.
+
+    The same seed and shard give the same prompts; a larger --count extends a smaller one. The file is
+    written to a temporary name and renamed, so an existing output is never half-overwritten.
+    """
+    from tqdm import tqdm
+
+    from fabulist.data import prompts
+    from fabulist.data.records import dumps, write_atomic
+
+    weights = prompts.parse_variants(variants)
+    records = prompts.sample(count, seed, shard, region, weights, _parse_fixed(fix))
+    lines = [dumps(r) + "\n" for r in tqdm(records, total=count, unit="prompt", disable=count < 20000)]
+    write_atomic(out, "".join(lines))
+    click.echo(f"wrote {len(lines):,} prompts to {out} (region {region}, shard {shard}, seed {seed})")
+
+
+@data.command("generate")
+@click.option("--prompts", "prompts_path", type=click.Path(dir_okay=False), required=True)
+@click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="Fables JSONL (appended).")
+@click.option(
+    "--teacher",
+    type=click.Choice(["auto", "procedural", "openai"]),
+    default="auto",
+    show_default=True,
+    help="auto: openai when --base-url, --model or OPENAI_BASE_URL is given, else procedural.",
+)
+@click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM).")
+@click.option("--model", help="Teacher model name, e.g. gpt-4o-mini.")
+@click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight.")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per request.")
+@click.option("--max-retries", type=int, default=5, show_default=True, help="Retries per prompt.")
+@click.option("--backoff", type=float, default=1.0, show_default=True, help="Base retry delay (s).")
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-p", type=float)
+@click.option("--max-tokens", type=int, default=800, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Teacher seed.")
+@click.option("--max-cost", type=float, help="Stop cleanly once this many USD are spent.")
+@click.option("--prices", type=click.Path(dir_okay=False), help="JSON price table {model: [in, out]}.")
+@click.option("--price-in", type=float, help="USD per million input tokens (overrides the table).")
+@click.option("--price-out", type=float, help="USD per million output tokens (overrides the table).")
+@click.option("--errors", "errors_path", type=click.Path(dir_okay=False), help="Default: OUT.errors.jsonl")
+@click.option("--limit", type=int, help="Write at most this many new fables.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def data_generate(prompts_path, out, teacher, base_url, model, concurrency, timeout, max_retries, backoff,
+                  temperature, top_p, max_tokens, seed, max_cost, prices, price_in, price_out, errors_path,
+                  limit, as_json) -> None:  # fmt: skip
+    """Write one fable per prompt with a teacher, exactly once and resumably.
+
+    Rerun the same command after a crash or a stop: prompts already written are skipped, failed ones
+    (see the errors file) are tried again. The API key is read from OPENAI_API_KEY only.
+    """
+    import json
+    import os
+
+    from fabulist.data.generate import generate, summary_dict
+    from fabulist.data.teachers import base
+
+    if teacher == "auto":
+        teacher = "openai" if (base_url or model or os.environ.get("OPENAI_BASE_URL")) else "procedural"
+    budget = base.Budget(max_cost=max_cost)
+    if teacher == "procedural":
+        from fabulist.data.teachers.procedural import ProceduralTeacher
+
+        worker = ProceduralTeacher(seed=seed)
+    else:
+        from fabulist.data.teachers.api import APITeacher
+
+        if not model:
+            raise click.UsageError("--model is required with the openai teacher")
+        worker = APITeacher(
+            model, base_url, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+            backoff=backoff, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
+        )  # fmt: skip
+        known = base.price_for(model, base.load_prices(prices))
+        budget.price_in, budget.price_out = known or (0.0, 0.0)
+        budget.price_in = price_in if price_in is not None else budget.price_in
+        budget.price_out = price_out if price_out is not None else budget.price_out
+        if known is None and price_in is None and price_out is None:
+            click.echo(
+                f"note: no price known for {model!r}; cost shows as 0 (use --price-in/--price-out)", err=True
+            )
+        if max_cost is not None and not (budget.price_in or budget.price_out):
+            raise click.UsageError(
+                "--max-cost needs a price: the model is not in the table; give --price-in/out"
+            )
+    summary = generate(prompts_path, out, worker, budget, errors_path, limit, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(summary_dict(summary)))
+        return
+    _echo_summary(summary, out)
+
+
+def _echo_summary(s, out) -> None:
+    click.echo(
+        f"wrote {s.written:,} fables to {out} in {s.seconds:.1f} s ({s.rate:,.0f}/s); "
+        f"{s.already_done:,} already there, {s.failed:,} failed, {s.retries:,} retries"
+    )
+    if s.input_tokens or s.output_tokens:
+        click.echo(f"tokens: {s.input_tokens:,} in, {s.output_tokens:,} out; cost ${s.cost_usd:.4f}")
+    if s.repaired_bytes:
+        click.echo(f"repaired a torn last line ({s.repaired_bytes} bytes cut; that fable was written again)")
+    if s.stopped_by_budget:
+        click.echo("stopped: --max-cost reached; rerun with a larger budget to continue")
+    if s.failed:
+        click.echo("failed prompts are listed in the errors file; rerun the same command to retry them")
+
+
 if __name__ == "__main__":
     main()

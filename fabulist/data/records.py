@@ -26,6 +26,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fabulist.errors import FabulistError
@@ -154,3 +155,36 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def fable_record(
+    prompt: dict,
+    fable: str,
+    *,
+    teacher: str,
+    llm_name: str,
+    input_tokens: int,
+    output_tokens: int,
+    seconds: float,
+    sampling: dict,
+    seed: int,
+) -> dict:
+    """One fables-file record for `prompt`, with TinyFabulist's fields first."""
+    return {
+        "language": prompt.get("language", "en"),
+        "prompt": prompt["prompt"],
+        "prompt_hash": prompt["prompt_hash"],
+        "fable": fable,
+        "llm_name": llm_name,
+        "llm_input_tokens": input_tokens,
+        "llm_output_tokens": output_tokens,
+        "llm_inference_time": round(seconds, 6),
+        "generation_datetime": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "pipeline_version": PIPELINE_VERSION,
+        "teacher": teacher,
+        "variant": prompt["variant"],
+        "elements": prompt["elements"],
+        "beginning": prompt.get("beginning"),
+        "sampling": sampling,
+        "seed": seed,
+    }

@@ -1,0 +1,199 @@
+"""A teacher LLM behind any OpenAI-compatible chat API: OpenAI, vLLM, Ollama, llama.cpp's server.
+
+    fabulist data generate --prompts prompts.jsonl -o fables.jsonl --base-url http://127.0.0.1:8080/v1 \
+        --model NAME --concurrency 8
+
+The key comes from OPENAI_API_KEY only and is handed to the client, never to a record, log or error
+message. The client's own retries are off: this module retries 429, 5xx, timeouts, connection errors
+and unparseable replies with exponential backoff and full jitter, waiting at least what `Retry-After`
+(or `retry-after-ms`) asks. A reply cut by `finish_reason=length`, or with empty content, is an error,
+not a record: it goes to the errors file and is retried on the next run.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from urllib.parse import urlsplit, urlunsplit
+
+from fabulist.data.prompts import SYSTEM_PROMPT
+from fabulist.data.records import fable_record
+from fabulist.data.teachers.base import Budget, Outcome, TeacherError
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, wait: float | None = None):
+        super().__init__(reason)
+        self.wait = wait
+
+
+class _Rejected(Exception):
+    """A reply that arrived but is not a fable (cut by length, empty): not retried in this run."""
+
+
+def redact_url(url: str | None) -> str | None:
+    """Drop user:password@ from a URL before it is shown or stored."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def retry_after(headers) -> float | None:
+    """Seconds the server asks us to wait, from `retry-after-ms` or `Retry-After` (seconds or a date)."""
+    if headers is None:
+        return None
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+class APITeacher:
+    """Writes fables with a chat-completions endpoint; thread-pooled, bounded, retrying."""
+
+    name = "openai"
+    flush_every = 1
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        *,
+        concurrency: int = 8,
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        temperature: float = 1.0,
+        top_p: float | None = None,
+        max_tokens: int = 800,
+        seed: int = 0,
+    ):
+        import openai
+
+        self._openai = openai
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        api_key = os.environ.get("OPENAI_API_KEY")
+        if not api_key:
+            if base_url is None:
+                raise TeacherError(
+                    "OPENAI_API_KEY is not set (needed for the OpenAI API; or pass --base-url)"
+                )
+            api_key = "unused"  # local servers (vLLM, Ollama, llama.cpp) accept any key
+        if concurrency < 1 or max_retries < 0 or timeout <= 0:
+            raise TeacherError("need --concurrency >= 1, --max-retries >= 0 and --timeout > 0")
+        self.client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+        self.model, self.base_url = model, redact_url(base_url) or "https://api.openai.com/v1"
+        self.concurrency, self.max_retries = concurrency, max_retries
+        self.backoff, self.max_backoff = backoff, max_backoff
+        self.sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
+        self.seed = seed
+        self._lock = threading.Lock()
+
+    def _call(self, prompt: dict) -> tuple[str, str, int, int]:
+        """One request -> (text, model, input tokens, output tokens); raises _Retryable or _Rejected."""
+        oa = self._openai
+        args = {k: v for k, v in self.sampling.items() if v is not None}
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": prompt["prompt"]},
+        ]
+        try:
+            reply = self.client.chat.completions.create(model=self.model, messages=messages, **args)
+        except (oa.RateLimitError, oa.InternalServerError) as exc:
+            raise _Retryable(f"HTTP {exc.status_code}", retry_after(exc.response.headers)) from None
+        except oa.APITimeoutError:
+            raise _Retryable("timeout") from None
+        except oa.APIConnectionError:
+            raise _Retryable("connection error") from None
+        except oa.APIStatusError as exc:
+            if exc.status_code in (408, 409) or exc.status_code >= 500:
+                raise _Retryable(f"HTTP {exc.status_code}", retry_after(exc.response.headers)) from None
+            raise _Rejected(f"HTTP {exc.status_code}: {exc.message}"[:300]) from None
+        except (json.JSONDecodeError, oa.APIResponseValidationError):
+            raise _Retryable("malformed JSON reply") from None
+        if not getattr(reply, "choices", None):
+            raise _Retryable("reply without choices")
+        choice = reply.choices[0]
+        text = (choice.message.content or "").strip() if choice.message else ""
+        if choice.finish_reason == "length":
+            raise _Rejected("finish_reason=length: the fable was cut off (raise --max-tokens)")
+        if not text:
+            raise _Rejected("empty content")
+        usage = reply.usage
+        return (
+            text,
+            reply.model or self.model,
+            usage.prompt_tokens if usage else 0,
+            (usage.completion_tokens if usage else 0),
+        )
+
+    def _delay(self, attempt: int, asked: float | None) -> float:
+        """Full-jitter exponential backoff, never shorter than what the server asked for."""
+        base = min(self.max_backoff, self.backoff * 2**attempt)
+        return max(asked or 0.0, random.uniform(0.5, 1.0) * base)
+
+    def write(self, prompt: dict, budget: Budget) -> Outcome:
+        """Write one fable, retrying transient failures; never raises for a request problem."""
+        for attempt in range(self.max_retries + 1):
+            start = time.perf_counter()
+            try:
+                text, model, n_in, n_out = self._call(prompt)
+            except _Retryable as exc:
+                if attempt == self.max_retries:
+                    return Outcome(
+                        prompt, error=f"{exc} (gave up after {attempt + 1} attempts)", attempts=attempt + 1
+                    )
+                time.sleep(self._delay(attempt, exc.wait))
+                continue
+            except _Rejected as exc:
+                return Outcome(prompt, error=str(exc), attempts=attempt + 1)
+            with self._lock:
+                budget.add(n_in, n_out)
+            record = fable_record(
+                prompt, text, teacher=self.name, llm_name=model, input_tokens=n_in, output_tokens=n_out,
+                seconds=time.perf_counter() - start, sampling={**self.sampling, "base_url": self.base_url},
+                seed=self.seed,
+            )  # fmt: skip
+            return Outcome(prompt, record=record, attempts=attempt + 1)
+        raise AssertionError("unreachable")
+
+    def outcomes(self, prompts: Iterable[dict], budget: Budget) -> Iterator[Outcome]:
+        """Outcomes in completion order, at most `concurrency` requests in flight; stops submitting
+        once the budget is exhausted (requests already in flight still finish and are kept)."""
+        pending: set[Future] = set()
+        todo = iter(prompts)
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="teacher") as pool:
+            try:
+                while True:
+                    while len(pending) < self.concurrency and not budget.exhausted:
+                        prompt = next(todo, None)
+                        if prompt is None:
+                            break
+                        pending.add(pool.submit(self.write, prompt, budget))
+                    if not pending:
+                        return
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
+            finally:
+                for future in pending:
+                    future.cancel()
