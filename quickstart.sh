@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Set up and run Fabulist on a fresh Debian machine with Python 3.11.
+#
+#   ./quickstart.sh demo   # the main job: 100,000 prompts -> 100,000 fables -> stats + plot -> split
+#   ./quickstart.sh test   # lint and the whole test suite (slow and integration tests included)
+#
+# Both create .venv on first use and install the pinned dependencies (constraints.txt); later runs
+# reinstall only when pyproject.toml or constraints.txt changed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+EXTRAS="data,dev"
+
+python_311() {
+  for py in python3.11 python3; do
+    if command -v "$py" >/dev/null && "$py" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))'; then
+      echo "$py"; return
+    fi
+  done
+  echo "quickstart: Python 3.11 or newer is needed (apt-get install python3)" >&2; exit 1
+}
+
+setup() {
+  local stamp
+  stamp=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+  if [[ -f $VENV/.stamp && $(cat $VENV/.stamp) == "$stamp-$EXTRAS" ]]; then return; fi
+  local py; py=$(python_311)
+  if ! "$py" -m venv --help >/dev/null 2>&1 || ! "$py" -c 'import ensurepip' 2>/dev/null; then
+    # Debian splits venv out of the interpreter package.
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    else
+      echo "quickstart: install python3-venv first (sudo apt-get install python3-venv)" >&2; exit 1
+    fi
+  fi
+  [[ -x $VENV/bin/python ]] || "$py" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[$EXTRAS]"
+  echo "$stamp-$EXTRAS" > "$VENV/.stamp"
+}
+
+demo() {
+  local out=out/demo fab=$VENV/bin/fabulist
+  mkdir -p "$out"
+  "$fab" data prompts --count 100000 --seed 0 -o "$out/prompts.jsonl"
+  "$fab" data generate --prompts "$out/prompts.jsonl" -o "$out/fables.jsonl" --teacher procedural
+  "$fab" data stats "$out/fables.jsonl" --plot "$out/lengths.png"
+  "$fab" data split "$out/fables.jsonl" --out "$out/split" --force
+  echo
+  echo "One of the fables (out/demo/fables.jsonl, line 1):"
+  head -n 1 "$out/fables.jsonl" | "$VENV/bin/python" -c 'import json, sys; r = json.load(sys.stdin); print(r["prompt"], "\n---\n" + r["fable"])'
+}
+
+tests() {
+  "$VENV/bin/ruff" check .
+  "$VENV/bin/ruff" format --check .
+  "$VENV/bin/python" -m pytest "$@"
+}
+
+case "${1:-}" in
+  demo) setup; demo ;;
+  test) shift; setup; tests "$@" ;;
+  *) echo "usage: ./quickstart.sh demo | test" >&2; exit 2 ;;
+esac
