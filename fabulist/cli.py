@@ -5,6 +5,7 @@ fabulist --help
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -198,6 +199,65 @@ def _echo_summary(s, out) -> None:
         click.echo("stopped: --max-cost reached; rerun with a larger budget to continue")
     if s.failed:
         click.echo("failed prompts are listed in the errors file; rerun the same command to retry them")
+
+
+@main.command("train")
+@click.option("--preset", default="fable-5m", show_default=True, help="Model shape (see --list-presets).")
+@click.option("--list-presets", is_flag=True, help="List the presets with parameter counts and exit.")
+@click.option("--data", type=click.Path(dir_okay=False), help="Training fables: .parquet or .jsonl.")
+@click.option("--valid", type=click.Path(dir_okay=False), help="Validation fables: .parquet or .jsonl.")
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Run folder (becomes a Hugging Face model folder)."
+)
+@click.option(
+    "--tokenizer", type=click.Path(), help="Existing tokenizer.json (default: train one on --data)."
+)
+@click.option("--vocab-size", type=int, default=4096, show_default=True)
+@click.option("--context", type=int, help="Sequence length (default: the preset's).")
+@click.option(
+    "--batch-size", type=int, default=16, show_default=True, help="Sequences per step, all processes."
+)
+@click.option("--grad-accum", type=int, default=1, show_default=True)
+@click.option("--max-steps", type=int, default=1000, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--warmup-steps", type=int, default=50, show_default=True)
+@click.option("--weight-decay", type=float, default=0.1, show_default=True)
+@click.option("--grad-clip", type=float, default=1.0, show_default=True)
+@click.option("--eval-every", type=int, default=100, show_default=True)
+@click.option("--save-every", type=int, default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
+def train_cmd(list_presets, resume, use_compile, **options) -> None:
+    """Train a tokenizer (unless given) and a Llama fable model; resumable; runs under torchrun too."""
+    from fabulist.train import presets
+
+    if list_presets:
+        click.echo(
+            f"{'preset':<16}{'layers':>7}{'dim':>6}{'heads':>7}{'kv':>4}{'ffn':>6}{'ctx':>6}{'params@4096':>13}"
+        )
+        for p in presets.load().values():
+            millions = p.parameters(4096) / 1e6
+            click.echo(
+                f"{p.name:<16}{p.num_hidden_layers:>7}{p.hidden_size:>6}{p.num_attention_heads:>7}"
+                f"{p.num_key_value_heads:>4}{p.intermediate_size:>6}{p.context:>6}{millions:>12.1f}M"
+            )
+        return
+    from fabulist.train.trainer import TrainConfig, train
+
+    if not options["data"] or not options["out"]:
+        raise click.UsageError("--data and --out are required")
+    cfg = TrainConfig(compile=use_compile, **options)
+    record = train(cfg, resume=resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        valid = record["final_valid_loss"]
+        click.echo(
+            f"trained {record['parameters'] / 1e6:.2f}M parameters on {record['tokens_seen']:,} tokens in "
+            f"{record['wall_seconds']:.0f} s; train loss {record['final_train_loss']:.3f}"
+            + (f", valid loss {valid:.3f} (ppl {record['final_valid_ppl']:.2f})" if valid is not None else "")
+            + f"; model in {cfg.out}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ A fables file (`fabulist data generate`) holds one fable per line, with TinyFabu
 
     {"language", "prompt", "prompt_hash", "fable", "llm_name", "llm_input_tokens", "llm_output_tokens",
      "llm_inference_time", "generation_datetime", "pipeline_version",
-     "teacher": "procedural" | "openai", "variant", "elements", "beginning", "sampling": {...}, "seed"}
+     "teacher": "procedural" | "openai", "variant", "elements", "shown", "beginning", "sampling": {...},
+     "seed"}
 
 Files are appended to, a record a line, flushed and fsynced; a crash can leave at most one torn last
 line, which `AppendLog` cuts off when it opens the file again.
@@ -40,7 +41,7 @@ PROMPT_FIELDS = (
 FABLE_FIELDS = (
     "language", "prompt", "prompt_hash", "fable", "llm_name", "llm_input_tokens", "llm_output_tokens",
     "llm_inference_time", "generation_datetime", "pipeline_version", "teacher", "variant", "elements",
-    "beginning", "sampling", "seed",
+    "shown", "beginning", "sampling", "seed",
 )  # fmt: skip
 
 
@@ -184,6 +185,7 @@ def fable_record(
         "teacher": teacher,
         "variant": prompt["variant"],
         "elements": prompt["elements"],
+        "shown": prompt.get("shown", list(prompt["elements"])),
         "beginning": prompt.get("beginning"),
         "sampling": sampling,
         "seed": seed,

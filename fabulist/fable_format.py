@@ -1,0 +1,61 @@
+"""The text format a model is trained on, and the runtime and evaluation prompt with: kept in one place.
+
+    fabulist train --preset fable-5m --data train.parquet ...   # every training text is built here
+
+A training document is a header with the elements the prompt showed, then the story, then the end of
+text:
+
+    <|prompt|>Character: Fox
+    Trait: Brave
+    Setting: Forest
+    Conflict: Sharing food in a hard winter
+    Resolution: Reward
+    Moral: Kindness is rewarded.<|story|>Once, in a quiet forest, ...
+
+    Moral: Kindness is rewarded.<|endoftext|>
+
+- full prompts show all six elements, partial prompts only some (the model learns to fill in the rest);
+- story-beginning prompts show none: `<|prompt|><|story|>` then the fable, so the model also learns to
+  continue a beginning it is given.
+
+At generation time the prompt is the same text up to and including `<|story|>` (plus a beginning, when
+one is given), and generation stops at `<|endoftext|>`. This module is pure Python: the torch-free
+runtime imports it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from fabulist.data import elements as el
+
+BOS = "<|prompt|>"
+STORY = "<|story|>"
+EOS = "<|endoftext|>"
+PAD = "<|pad|>"
+SPECIAL_TOKENS = (EOS, BOS, STORY, PAD)  # EOS first: it gets id 0 and also separates packed documents
+FORMAT_VERSION = "fabulist-format-1"
+
+
+def header(labels: Mapping[str, str]) -> str:
+    """'Character: Fox\\nTrait: Brave...' for the given kind -> label pairs, in the canonical kind order."""
+    unknown = set(labels) - set(el.KINDS)
+    if unknown:
+        raise ValueError(f"unknown element kind(s) {sorted(unknown)}; choose from {', '.join(el.KINDS)}")
+    return "\n".join(f"{kind.capitalize()}: {labels[kind]}" for kind in el.KINDS if kind in labels)
+
+
+def prompt(labels: Mapping[str, str] | None = None, beginning: str | None = None) -> str:
+    """What a model is given to write a fable: the header, the story marker, and any beginning."""
+    return f"{BOS}{header(labels or {})}{STORY}{beginning or ''}"
+
+
+def labels_for(ids: Mapping[str, str], kinds: list[str] | tuple[str, ...] = el.KINDS) -> dict[str, str]:
+    """Element ids -> their scaffold labels, for the kinds listed."""
+    return {kind: el.label(kind, el.lookup(kind, ids[kind])) for kind in kinds}
+
+
+def training_text(record: Mapping) -> str:
+    """The document a fable record is trained as (see the module docstring)."""
+    shown = () if record.get("variant") == "beginning" else record.get("shown") or el.KINDS
+    return prompt(labels_for(record["elements"], shown)) + record["fable"].strip() + EOS

@@ -1,0 +1,86 @@
+"""Model presets as data (`presets.json`): Llama shapes from about 1M to about 350M parameters.
+
+    fabulist train --list-presets
+
+A preset fixes the shape; the vocabulary comes from the tokenizer. Everything here is plain Python, so
+listing presets and counting parameters needs no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from functools import cache
+from importlib import resources
+
+from fabulist.errors import FabulistError
+
+
+class PresetError(FabulistError, ValueError):
+    """An unknown or malformed preset."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    intermediate_size: int
+    context: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def parameters(self, vocab_size: int) -> int:
+        """Parameter count of the LlamaForCausalLM this preset builds (tied embeddings, no biases)."""
+        d, kv = self.hidden_size, self.num_key_value_heads * self.head_dim
+        attention = 2 * d * d + 2 * d * kv
+        mlp = 3 * d * self.intermediate_size
+        return vocab_size * d + self.num_hidden_layers * (attention + mlp + 2 * d) + d
+
+    def llama_config(self, vocab_size: int, special: dict[str, int]) -> dict:
+        """Keyword arguments for transformers.LlamaConfig."""
+        shape = {k: v for k, v in asdict(self).items() if k not in ("name", "context")}
+        return {
+            **shape,
+            "vocab_size": vocab_size,
+            "max_position_embeddings": self.context,
+            "head_dim": self.head_dim,
+            "tie_word_embeddings": True,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0,
+            "hidden_act": "silu",
+            "attention_bias": False,
+            "mlp_bias": False,
+            "bos_token_id": special["bos"],
+            "eos_token_id": special["eos"],
+            "pad_token_id": special["pad"],
+        }
+
+
+def _check(p: Preset) -> None:
+    if p.hidden_size % p.num_attention_heads or p.num_attention_heads % p.num_key_value_heads:
+        raise PresetError(f"preset {p.name}: heads must divide hidden_size and kv heads must divide heads")
+    if p.hidden_size % 32 or p.intermediate_size % 32:
+        raise PresetError(f"preset {p.name}: hidden and FFN sizes must be multiples of 32")
+
+
+@cache
+def load() -> dict[str, Preset]:
+    text = (resources.files("fabulist.train") / "presets.json").read_text(encoding="utf-8")
+    presets = {}
+    for name, shape in json.loads(text).items():
+        if not name.startswith("_"):
+            presets[name] = Preset(name=name, **shape)
+            _check(presets[name])
+    return presets
+
+
+def get(name: str) -> Preset:
+    presets = load()
+    if name not in presets:
+        raise PresetError(f"unknown preset {name!r}; choose from {', '.join(presets)}")
+    return presets[name]

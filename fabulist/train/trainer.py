@@ -1,0 +1,507 @@
+"""Train a Llama-architecture fable model: AdamW, warmup + cosine, clipping, accumulation, packing.
+
+    fabulist train --preset fable-5m --data split/train.parquet --valid split/valid.parquet --out runs/f5m
+    torchrun --nproc_per_node 2 -m fabulist.cli train ...     # the same run, data-parallel (DDP)
+
+The run folder ends up as a Hugging Face model folder (config.json, model.safetensors,
+generation_config.json, tokenizer files) plus run.json (the configuration), training.json (what
+happened), metrics.jsonl, samples.jsonl, loss.png and checkpoints/. `--resume` continues the latest
+checkpoint exactly: the learning rate is a function of the step, the block order a function of
+(seed, epoch) and the checkpoint stores model, optimizer, RNG, step and data position.
+
+The global batch (`--batch-size` sequences per optimizer step) stays the same whatever the number of
+processes: each of W processes takes batch/(W x accum) sequences per micro-step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from fabulist import fable_format as ff
+from fabulist.data.records import AppendLog, write_atomic
+from fabulist.errors import FabulistError
+from fabulist.train import data as td
+from fabulist.train import presets
+from fabulist.train import tokenizer as tk
+
+SAMPLE_PROMPTS = (
+    {"character": "Fox", "trait": "Greedy", "setting": "Orchard", "moral": "Sharing brings joy."},
+    {"character": "Tortoise", "trait": "Patient"},
+)
+
+
+class TrainError(FabulistError):
+    """A training run that cannot start or resume."""
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "fable-5m"
+    data: str = ""
+    valid: str | None = None
+    out: str = ""
+    tokenizer: str | None = None
+    vocab_size: int = 4096
+    context: int | None = None  # default: the preset's
+    batch_size: int = 16  # sequences per optimizer step, over all processes
+    grad_accum: int = 1
+    max_steps: int = 1000
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    eval_batches: int = 8
+    sample_every: int = 0  # 0: at every evaluation
+    save_every: int = 200
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+
+    def identity(self) -> dict:
+        """The fields that must match for a checkpoint to be resumed by this configuration."""
+        skip = {"max_steps", "eval_every", "eval_batches", "sample_every", "save_every", "device", "compile"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at max_steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_dist(device_type: str) -> Dist:
+    """Join the process group when started by torchrun (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    import torch.distributed as torch_dist
+
+    torch_dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return Dist(torch_dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str, dist: Dist):
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainError("--device cuda: no CUDA device is available")
+        return torch.device("cuda", dist.local_rank)
+    return torch.device(name)
+
+
+# --- run folder ------------------------------------------------------------------------------------------
+
+
+def prepare_out(cfg: TrainConfig, resume: bool, data_hash: str) -> Path:
+    """Create or check the run folder; refuse to mix two different runs in one folder."""
+    out = Path(cfg.out)
+    run_file = out / "run.json"
+    wanted = {"config": cfg.identity(), "data_sha256": data_hash}
+    if run_file.exists():
+        try:
+            existing = json.loads(run_file.read_text())
+        except json.JSONDecodeError:
+            raise TrainError(f"{run_file} is corrupt; choose another --out") from None
+        if existing.get("config") != wanted["config"] or existing.get("data_sha256") != data_hash:
+            diff = sorted(
+                k for k in wanted["config"] if existing.get("config", {}).get(k) != wanted["config"][k]
+            )
+            what = ", ".join(diff) if diff else "the training data"
+            raise TrainError(f"{out} already holds a different run (differs in {what}); choose another --out")
+        if not resume:
+            raise TrainError(f"{out} already holds this run; pass --resume to continue it")
+    elif resume:
+        raise TrainError(f"--resume: {out} holds no run to resume")
+    elif out.exists() and any(out.iterdir()):
+        raise TrainError(f"{out} is not empty and holds no fabulist run; choose another --out")
+    return out
+
+
+def _build_tokenizer(cfg: TrainConfig, out: Path, train_docs: list[str], dist: Dist, context: int):
+    """Rank 0 trains (or copies) the tokenizer into the run folder; every rank then loads it from there."""
+    if dist.main and not (out / "tokenizer.json").exists():
+        tok = tk.load(cfg.tokenizer) if cfg.tokenizer else tk.train_tokenizer(train_docs, cfg.vocab_size)
+        tk.save(tok, out, context)
+    _barrier(dist)
+    return tk.load(out)
+
+
+def _barrier(dist: Dist) -> None:
+    if dist.world > 1:
+        import torch.distributed as torch_dist
+
+        torch_dist.barrier()
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------
+
+
+def save_checkpoint(folder: Path, model, optimizer, state: dict) -> None:
+    """model.safetensors + optimizer.pt + rng.safetensors + state.json, renamed into place at the end."""
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    weights.pop("lm_head.weight", None)  # tied to the embedding
+    save_file(weights, tmp / "model.safetensors")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    save_file({"cpu": torch.get_rng_state()}, tmp / "rng.safetensors")
+    write_atomic(tmp / "state.json", json.dumps(state, indent=1))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = sorted((out / "checkpoints").glob("step-*[0-9]"))
+    return found[-1] if found else None
+
+
+def load_checkpoint(folder: Path, model, optimizer, identity: dict) -> dict:
+    """Restore model, optimizer and RNG; only tensors are loaded (weights_only), never pickled objects."""
+    import torch
+    from safetensors.torch import load_file
+
+    try:
+        state = json.loads((folder / "state.json").read_text())
+        weights = load_file(folder / "model.safetensors")
+        optim_state = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
+        rng = load_file(folder / "rng.safetensors")["cpu"]
+    except Exception as exc:  # safetensors, torch and json each raise their own types
+        raise TrainError(f"checkpoint {folder} is corrupt or incomplete ({exc.__class__.__name__})") from None
+    if state.get("identity") != identity:
+        raise TrainError(f"checkpoint {folder} was made by a different configuration; cannot resume it")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:
+        raise TrainError(f"checkpoint {folder} does not match the model shape")
+    try:
+        optimizer.load_state_dict(optim_state)
+    except (ValueError, KeyError):
+        raise TrainError(f"checkpoint {folder}: optimizer state does not match the model") from None
+    torch.set_rng_state(rng)
+    return state
+
+
+# --- the loop --------------------------------------------------------------------------------------------
+
+
+def build_model(preset: presets.Preset, tok, seed: int):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(**preset.llama_config(tok.get_vocab_size(), tk.special_ids(tok)))
+    config.max_position_embeddings = preset.context
+    return LlamaForCausalLM(config)
+
+
+def batch_loss(model, batch, device, autocast: bool):
+    """Mean next-token cross-entropy of a (B, T + 1) block batch."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(batch).to(device, non_blocking=True)
+    inputs, targets = x[:, :-1], x[:, 1:]  # (B, T) each
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        logits = model(input_ids=inputs).logits  # (B, T, V)
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def evaluate(model, blocks: td.Blocks, cfg: TrainConfig, micro: int, device, autocast: bool) -> float:
+    """Mean loss over the first eval_batches x micro validation blocks (a fixed set: comparable over time)."""
+    import torch
+
+    model.eval()
+    n = min(blocks.count, cfg.eval_batches * micro)
+    losses = []
+    with torch.no_grad():
+        for start in range(0, n, micro):
+            batch = td.np.stack([blocks.block(i) for i in range(start, min(n, start + micro))])
+            losses.append(batch_loss(model, batch, device, autocast).item())
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def samples(model, tok, step: int, device) -> list[dict]:
+    """Two short generations at fixed prompts, to read along as the model learns."""
+    import torch
+
+    model.eval()
+    out = []
+    special = tk.special_ids(tok)
+    for i, labels in enumerate(SAMPLE_PROMPTS):
+        ids = tok.encode(ff.prompt(labels), add_special_tokens=False).ids
+        rng_state = torch.get_rng_state()  # sampling must not move the training RNG
+        torch.manual_seed(1000 * step + i)
+        with torch.no_grad():
+            gen = model.generate(
+                torch.tensor([ids], device=device), max_new_tokens=96, do_sample=True, temperature=0.8,
+                top_k=40, eos_token_id=special["eos"], pad_token_id=special["pad"],
+            )  # fmt: skip
+        torch.set_rng_state(rng_state)
+        out.append(
+            {"step": step, "prompt": ff.prompt(labels), "text": tok.decode(gen[0, len(ids) :].tolist())}
+        )
+    model.train()
+    return out
+
+
+@dataclass
+class Loaded:
+    tok: object
+    train: td.Blocks
+    valid: td.Blocks | None
+    data_hash: str
+    documents: int
+
+
+def load_data(cfg: TrainConfig, out: Path, dist: Dist, context: int) -> Loaded:
+    train_records = td.read_records(cfg.data)
+    docs = td.documents(train_records)
+    tok = _build_tokenizer(cfg, out, docs, dist, context)
+    train = td.Blocks(td.encode(tok, docs), context, cfg.seed)
+    if train.count < cfg.batch_size:
+        raise TrainError(
+            f"{cfg.data}: {len(docs)} fables make {train.count} blocks of {context} tokens, fewer than one "
+            f"batch of {cfg.batch_size}; give more data or a smaller --batch-size/--context"
+        )
+    valid = None
+    if cfg.valid:
+        valid = td.Blocks(td.encode(tok, td.documents(td.read_records(cfg.valid))), context, cfg.seed)
+        if valid.count == 0:
+            raise TrainError(f"{cfg.valid}: too small for one block of {context} tokens")
+    return Loaded(tok, train, valid, td.file_sha256(cfg.data), len(docs))
+
+
+def check_config(cfg: TrainConfig, dist: Dist) -> presets.Preset:
+    preset = presets.get(cfg.preset)
+    if not cfg.data:
+        raise TrainError("--data is required")
+    if cfg.batch_size % (dist.world * cfg.grad_accum):
+        raise TrainError(
+            f"--batch-size {cfg.batch_size} must be divisible by processes x --grad-accum "
+            f"({dist.world} x {cfg.grad_accum})"
+        )
+    if cfg.max_steps < 1 or cfg.lr <= 0:
+        raise TrainError("need --max-steps >= 1 and --lr > 0")
+    return preset
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Run (or resume) one training run; returns the training record written to training.json."""
+    import torch
+
+    if cfg.device == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["WORLD_SIZE"])))
+    dist = setup_dist("cuda" if cfg.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
+    preset = check_config(cfg, dist)
+    context = min(cfg.context or preset.context, preset.context)
+    if not Path(cfg.data).exists():
+        raise TrainError(f"{cfg.data}: file not found")
+    out = prepare_out(cfg, resume, td.file_sha256(cfg.data)) if dist.main else Path(cfg.out)
+    _barrier(dist)
+    if dist.main and not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(
+            out / "run.json",
+            json.dumps({"config": cfg.identity(), "data_sha256": td.file_sha256(cfg.data)}, indent=1),
+        )
+    loaded = load_data(cfg, out, dist, context)
+    device = pick_device(cfg.device, dist)
+    model = build_model(preset, loaded.tok, cfg.seed).to(device)
+    optimizer = make_optimizer(model, cfg, device)
+    state = {"step": 0, "position": [0, 0], "tokens": 0, "seconds": 0.0}
+    if resume and (ckpt := latest_checkpoint(out)) is not None:
+        state = load_checkpoint(ckpt, model, optimizer, {"config": cfg.identity(), "data": loaded.data_hash})
+    runner = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
+    if cfg.compile:
+        runner = torch.compile(runner)
+    loop = Loop(cfg, dist, device, runner, model, optimizer, loaded, out, context)
+    return loop.run(state, progress)
+
+
+def make_optimizer(model, cfg: TrainConfig, device):
+    """AdamW with weight decay on matrices only (not norms), fused where the device supports it."""
+    import torch
+
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda")
+
+
+class Loop:
+    """The optimisation loop of one process; rank 0 also logs, samples, checkpoints and exports."""
+
+    def __init__(self, cfg, dist, device, runner, model, optimizer, loaded: Loaded, out: Path, context: int):
+        self.cfg, self.dist, self.device = cfg, dist, device
+        self.runner, self.model, self.optimizer = runner, model, optimizer
+        self.data, self.out, self.context = loaded, out, context
+        self.autocast = device.type == "cuda"
+        self.micro = cfg.batch_size // (dist.world * cfg.grad_accum)
+        self.identity = {"config": cfg.identity(), "data": loaded.data_hash}
+
+    def step(self, position: tuple[int, int]) -> tuple[float, tuple[int, int]]:
+        """One optimizer step over the global batch; returns the mean loss and the next data position."""
+        import contextlib
+
+        batch, position = self.data.train.take(position, self.cfg.batch_size)
+        rank_rows = batch[self.dist.rank * self.cfg.grad_accum * self.micro :][
+            : self.cfg.grad_accum * self.micro
+        ]
+        total = 0.0
+        for i in range(self.cfg.grad_accum):
+            last = i == self.cfg.grad_accum - 1
+            sync = contextlib.nullcontext() if last or self.dist.world == 1 else self.runner.no_sync()
+            with sync:
+                loss = batch_loss(self.runner, rank_rows[i * self.micro : (i + 1) * self.micro], self.device,
+                                  self.autocast) / self.cfg.grad_accum  # fmt: skip
+                loss.backward()
+            total += loss.item()
+        return self._all_mean(total), position
+
+    def _all_mean(self, value: float) -> float:
+        if self.dist.world == 1:
+            return value
+        import torch
+        import torch.distributed as torch_dist
+
+        t = torch.tensor([value], dtype=torch.float64)
+        torch_dist.all_reduce(t)
+        return t.item() / self.dist.world
+
+    def run(self, state: dict, progress: bool) -> dict:
+        import torch
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed + self.dist.rank)
+        metrics = AppendLog(self.out / "metrics.jsonl") if self.dist.main else None
+        step, position = state["step"], tuple(state["position"])
+        tokens_per_step = cfg.batch_size * self.context
+        bar = tqdm(total=cfg.max_steps, initial=step, unit="step", disable=not (progress and self.dist.main),
+                   dynamic_ncols=True)  # fmt: skip
+        start, seconds0, valid_loss, loss = time.perf_counter(), state["seconds"], None, float("nan")
+        while step < cfg.max_steps:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            t0 = time.perf_counter()
+            loss, position = self.step(position)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip).item()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            step += 1
+            rate = tokens_per_step / (time.perf_counter() - t0)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
+            row = {
+                "step": step,
+                "tokens": step * tokens_per_step,
+                "loss": round(loss, 5),
+                "lr": lr_at(step - 1, cfg),
+                "grad_norm": round(norm, 4),
+                "tokens_per_s": round(rate),
+            }
+            if self.data.valid and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+                valid_loss = evaluate(
+                    self.model, self.data.valid, cfg, self.micro, self.device, self.autocast
+                )
+                row |= {"valid_loss": round(valid_loss, 5), "valid_ppl": round(math.exp(valid_loss), 3)}
+            if self.dist.main:
+                metrics.append([row])
+                if step % (cfg.sample_every or cfg.eval_every) == 0 or step == cfg.max_steps:
+                    with AppendLog(self.out / "samples.jsonl") as log:
+                        log.append(samples(self.model, self.data.tok, step, self.device))
+            if step % cfg.save_every == 0 or step == cfg.max_steps:
+                state = {
+                    "step": step,
+                    "position": list(position),
+                    "tokens": step * tokens_per_step,
+                    "seconds": seconds0 + time.perf_counter() - start,
+                    "identity": self.identity,
+                }
+                if self.dist.main:
+                    save_checkpoint(
+                        self.out / "checkpoints" / f"step-{step:07d}", self.model, self.optimizer, state
+                    )
+                _barrier(self.dist)
+        bar.close()
+        seconds = seconds0 + time.perf_counter() - start
+        record = {"preset": cfg.preset, "parameters": sum(p.numel() for p in self.model.parameters()),
+                  "data": cfg.data, "data_sha256": self.data.data_hash, "documents": self.data.documents,
+                  "tokens_seen": step * tokens_per_step, "steps": step, "wall_seconds": round(seconds, 1),
+                  "final_train_loss": round(loss, 5), "processes": self.dist.world,
+                  "final_valid_loss": None if valid_loss is None else round(valid_loss, 5),
+                  "final_valid_ppl": None if valid_loss is None else round(math.exp(valid_loss), 3),
+                  "device": str(self.device), "format": ff.FORMAT_VERSION}  # fmt: skip
+        if self.dist.main:
+            metrics.close()
+            export_hf(self.model, self.data.tok, self.out, record)
+        _barrier(self.dist)
+        return record
+
+
+def export_hf(model, tok, out: Path, record: dict) -> None:
+    """The Hugging Face folder every later stage reads, the training record and the loss-curve PNG."""
+    from transformers import GenerationConfig
+
+    model.save_pretrained(out, safe_serialization=True)
+    special = tk.special_ids(tok)
+    GenerationConfig(
+        bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special["pad"],
+        do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=400,
+    ).save_pretrained(out)  # fmt: skip
+    write_atomic(out / "training.json", json.dumps(record, indent=1))
+    plot_losses(out / "metrics.jsonl", out / "loss.png")
+
+
+def plot_losses(metrics: Path, png: Path) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.plot([r["tokens"] for r in rows], [r["loss"] for r in rows], label="train", lw=1)
+    valid = [r for r in rows if "valid_loss" in r]
+    if valid:
+        ax.plot([r["tokens"] for r in valid], [r["valid_loss"] for r in valid], "o-", label="validation")
+    ax.set(xlabel="tokens seen", ylabel="cross-entropy (nats/token)", title=f"{png.parent.name}: loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_atomic(png, buf.getvalue())
