@@ -1,0 +1,59 @@
+"""Training: exact resume, the Hugging Face folder, and a falling validation loss."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fabulist.train.trainer import TrainConfig, train
+
+pytestmark = pytest.mark.slow
+
+
+def config(fables, out, **kw) -> TrainConfig:
+    train_path, valid_path = fables
+    base = dict(preset="fable-1m", data=str(train_path), valid=str(valid_path), out=str(out), vocab_size=512,
+                context=64, batch_size=4, max_steps=6, warmup_steps=2, lr=3e-3, eval_every=3, save_every=100,
+                seed=1)  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def losses(out) -> list[float]:
+    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_k_steps_resume_k_steps_equals_2k_straight(fables, tmp_path):
+    straight = train(config(fables, tmp_path / "straight"), progress=False)
+    first = train(config(fables, tmp_path / "resumed", stop_after=3), progress=False)
+    assert not first["complete"] and first["steps"] == 3
+    assert not (tmp_path / "resumed" / "model.safetensors").exists()
+    second = train(config(fables, tmp_path / "resumed"), resume=True, progress=False)
+    assert second["complete"] and second["steps"] == 6
+    assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
+    assert len(losses(tmp_path / "resumed")) == 6
+    a = load_file(tmp_path / "straight" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert straight["final_valid_loss"] == second["final_valid_loss"]
+
+
+def test_output_is_a_hugging_face_folder(fables, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "run"
+    record = train(config(fables, out, max_steps=12, eval_every=4), progress=False)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert model.config.model_type == "llama" and model.config.tie_word_embeddings
+    assert model.config.head_dim == model.config.hidden_size // model.config.num_attention_heads
+    assert tok.eos_token == "<|endoftext|>" and tok.convert_tokens_to_ids("<|story|>") is not None
+    assert record["parameters"] == sum(p.numel() for p in model.parameters())
+    assert record["tokens_seen"] == 12 * 4 * 64 and record["documents"] == 240
+    valid = [json.loads(line)["valid_loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
+             if "valid_loss" in line]  # fmt: skip
+    assert len(valid) == 3 and valid[-1] < valid[0]  # it learns
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "generation_config.json").exists() and (out / "training.json").exists()
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert {s["step"] for s in samples} == {4, 8, 12}
