@@ -63,10 +63,12 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     compile: bool = False
+    stop_after: int | None = None  # stop (with a checkpoint) at this step; --resume continues
 
     def identity(self) -> dict:
         """The fields that must match for a checkpoint to be resumed by this configuration."""
-        skip = {"max_steps", "eval_every", "eval_batches", "sample_every", "save_every", "device", "compile"}
+        skip = {"max_steps", "eval_every", "eval_batches", "sample_every", "save_every", "device", "compile",
+                "stop_after"}  # fmt: skip
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
@@ -285,6 +287,8 @@ class Loaded:
 
 def load_data(cfg: TrainConfig, out: Path, dist: Dist, context: int) -> Loaded:
     train_records = td.read_records(cfg.data)
+    if not train_records:
+        raise TrainError(f"{cfg.data}: no fables in it")
     docs = td.documents(train_records)
     tok = _build_tokenizer(cfg, out, docs, dist, context)
     train = td.Blocks(td.encode(tok, docs), context, cfg.seed)
@@ -404,69 +408,113 @@ class Loop:
 
         cfg = self.cfg
         torch.manual_seed(cfg.seed + self.dist.rank)
-        metrics = AppendLog(self.out / "metrics.jsonl") if self.dist.main else None
-        step, position = state["step"], tuple(state["position"])
-        tokens_per_step = cfg.batch_size * self.context
-        bar = tqdm(total=cfg.max_steps, initial=step, unit="step", disable=not (progress and self.dist.main),
-                   dynamic_ncols=True)  # fmt: skip
-        start, seconds0, valid_loss, loss = time.perf_counter(), state["seconds"], None, float("nan")
-        while step < cfg.max_steps:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr_at(step, cfg)
-            t0 = time.perf_counter()
-            loss, position = self.step(position)
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip).item()
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            step += 1
-            rate = tokens_per_step / (time.perf_counter() - t0)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
-            row = {
-                "step": step,
-                "tokens": step * tokens_per_step,
-                "loss": round(loss, 5),
-                "lr": lr_at(step - 1, cfg),
-                "grad_norm": round(norm, 4),
-                "tokens_per_s": round(rate),
-            }
-            if self.data.valid and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-                valid_loss = evaluate(
-                    self.model, self.data.valid, cfg, self.micro, self.device, self.autocast
-                )
-                row |= {"valid_loss": round(valid_loss, 5), "valid_ppl": round(math.exp(valid_loss), 3)}
-            if self.dist.main:
-                metrics.append([row])
-                if step % (cfg.sample_every or cfg.eval_every) == 0 or step == cfg.max_steps:
-                    with AppendLog(self.out / "samples.jsonl") as log:
-                        log.append(samples(self.model, self.data.tok, step, self.device))
-            if step % cfg.save_every == 0 or step == cfg.max_steps:
-                state = {
-                    "step": step,
-                    "position": list(position),
-                    "tokens": step * tokens_per_step,
-                    "seconds": seconds0 + time.perf_counter() - start,
-                    "identity": self.identity,
-                }
-                if self.dist.main:
-                    save_checkpoint(
-                        self.out / "checkpoints" / f"step-{step:07d}", self.model, self.optimizer, state
-                    )
-                _barrier(self.dist)
-        bar.close()
-        seconds = seconds0 + time.perf_counter() - start
-        record = {"preset": cfg.preset, "parameters": sum(p.numel() for p in self.model.parameters()),
-                  "data": cfg.data, "data_sha256": self.data.data_hash, "documents": self.data.documents,
-                  "tokens_seen": step * tokens_per_step, "steps": step, "wall_seconds": round(seconds, 1),
-                  "final_train_loss": round(loss, 5), "processes": self.dist.world,
-                  "final_valid_loss": None if valid_loss is None else round(valid_loss, 5),
-                  "final_valid_ppl": None if valid_loss is None else round(math.exp(valid_loss), 3),
-                  "device": str(self.device), "format": ff.FORMAT_VERSION}  # fmt: skip
         if self.dist.main:
-            metrics.close()
+            keep_rows_up_to(self.out / "metrics.jsonl", state["step"])
+            keep_rows_up_to(self.out / "samples.jsonl", state["step"])
+        step, position = state["step"], tuple(state["position"])
+        stop = min(cfg.max_steps, cfg.stop_after or cfg.max_steps)
+        show = progress and self.dist.main
+        bar = tqdm(total=stop, initial=step, unit="step", disable=not show, dynamic_ncols=True)
+        start, row = time.perf_counter(), {}
+        while step < stop:
+            row, position = self.one_step(step, position)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:,}", refresh=False)
+            self.observe(step, row)
+            if step % cfg.save_every == 0 or step == stop:
+                seconds = state["seconds"] + time.perf_counter() - start
+                self.checkpoint(step, position, seconds)
+        bar.close()
+        return self.finish(
+            step, row, state["seconds"] + time.perf_counter() - start, done=step == cfg.max_steps
+        )
+
+    def one_step(self, step: int, position: tuple[int, int]) -> tuple[dict, tuple[int, int]]:
+        import torch
+
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(step, self.cfg)
+        t0 = time.perf_counter()
+        loss, position = self.step(position)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip).item()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        tokens = self.cfg.batch_size * self.context
+        row = {
+            "step": step + 1,
+            "tokens": (step + 1) * tokens,
+            "loss": round(loss, 5),
+            "lr": lr_at(step, self.cfg),
+            "grad_norm": round(norm, 4),
+            "tokens_per_s": round(tokens / (time.perf_counter() - t0)),
+        }
+        return row, position
+
+    def observe(self, step: int, row: dict) -> None:
+        """Validation loss, metrics row and sample generations, at their intervals."""
+        cfg, last = self.cfg, step == self.cfg.max_steps
+        if self.data.valid and (step % cfg.eval_every == 0 or last):
+            loss = evaluate(self.model, self.data.valid, cfg, self.micro, self.device, self.autocast)
+            row |= {"valid_loss": round(loss, 5), "valid_ppl": round(math.exp(loss), 3)}
+        if not self.dist.main:
+            return
+        with AppendLog(self.out / "metrics.jsonl") as log:
+            log.append([row])
+        if step % (cfg.sample_every or cfg.eval_every) == 0 or last:
+            with AppendLog(self.out / "samples.jsonl") as log:
+                log.append(samples(self.model, self.data.tok, step, self.device))
+
+    def checkpoint(self, step: int, position: tuple[int, int], seconds: float) -> None:
+        tokens = step * self.cfg.batch_size * self.context
+        state = {"step": step, "position": list(position), "tokens": tokens, "seconds": seconds}
+        if self.dist.main:
+            folder = self.out / "checkpoints" / f"step-{step:07d}"
+            save_checkpoint(folder, self.model, self.optimizer, {**state, "identity": self.identity})
+        _barrier(self.dist)
+
+    def finish(self, step: int, row: dict, seconds: float, done: bool) -> dict:
+        """The training record; when the run is complete, the Hugging Face folder too."""
+        valid = last_valid_loss(self.out / "metrics.jsonl") if self.dist.main else None
+        record = {
+            "preset": self.cfg.preset,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "data": self.cfg.data,
+            "data_sha256": self.data.data_hash,
+            "documents": self.data.documents,
+            "tokens_seen": step * self.cfg.batch_size * self.context,
+            "steps": step,
+            "complete": done,
+            "wall_seconds": round(seconds, 1),
+            "final_train_loss": row.get("loss"),
+            "final_valid_loss": valid,
+            "final_valid_ppl": None if valid is None else round(math.exp(valid), 3),
+            "processes": self.dist.world,
+            "device": str(self.device),
+            "format": ff.FORMAT_VERSION,
+        }
+        if self.dist.main and done:
             export_hf(self.model, self.data.tok, self.out, record)
         _barrier(self.dist)
         return record
+
+
+def keep_rows_up_to(path: Path, step: int) -> None:
+    """Drop log rows after `step` (written after the checkpoint a resumed run restarts from)."""
+    if not path.exists():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        write_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def last_valid_loss(path: Path) -> float | None:
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    losses = [r["valid_loss"] for r in rows if "valid_loss" in r]
+    return losses[-1] if losses else None
 
 
 def export_hf(model, tok, out: Path, record: dict) -> None:
