@@ -228,6 +228,7 @@ def _echo_summary(s, out) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
+@click.option("--stop-after", type=int, help="Stop at this step with a checkpoint (continue with --resume).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 def train_cmd(list_presets, resume, use_compile, **options) -> None:
     """Train a tokenizer (unless given) and a Llama fable model; resumable; runs under torchrun too."""
@@ -250,7 +251,11 @@ def train_cmd(list_presets, resume, use_compile, **options) -> None:
         raise click.UsageError("--data and --out are required")
     cfg = TrainConfig(compile=use_compile, **options)
     record = train(cfg, resume=resume)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if not record["complete"]:
+        click.echo(f"stopped at step {record['steps']} with a checkpoint; continue with --resume")
+    else:
         valid = record["final_valid_loss"]
         click.echo(
             f"trained {record['parameters'] / 1e6:.2f}M parameters on {record['tokens_seen']:,} tokens in "
@@ -258,6 +263,16 @@ def train_cmd(list_presets, resume, use_compile, **options) -> None:
             + (f", valid loss {valid:.3f} (ppl {record['final_valid_ppl']:.2f})" if valid is not None else "")
             + f"; model in {cfg.out}"
         )
+
+
+def _register_data_tools() -> None:
+    from fabulist.data.tools_cli import split, stats
+
+    data.add_command(stats)
+    data.add_command(split)
+
+
+_register_data_tools()
 
 
 if __name__ == "__main__":
