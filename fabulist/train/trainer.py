@@ -225,16 +225,23 @@ def build_model(preset: presets.Preset, tok, seed: int):
     return LlamaForCausalLM(config)
 
 
-def batch_loss(model, batch, device, autocast: bool):
-    """Mean next-token cross-entropy of a (B, T + 1) block batch."""
+def lm_loss(model, x, autocast: bool):
+    """Mean next-token cross-entropy of a (B, T + 1) token tensor; `torch.compile` wraps this whole
+    function with --compile, so the loss fuses with the model's last ops."""
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(batch).to(device, non_blocking=True)
     inputs, targets = x[:, :-1], x[:, 1:]  # (B, T) each
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
         logits = model(input_ids=inputs).logits  # (B, T, V)
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def batch_loss(model, batch, device, autocast: bool, loss_fn=lm_loss):
+    """lm_loss of a (B, T + 1) numpy block batch."""
+    import torch
+
+    return loss_fn(model, torch.from_numpy(batch).to(device, non_blocking=True), autocast)
 
 
 def evaluate(model, blocks: td.Blocks, cfg: TrainConfig, micro: int, device, autocast: bool) -> float:
@@ -346,10 +353,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if resume and (ckpt := latest_checkpoint(out)) is not None:
         state = load_checkpoint(ckpt, model, optimizer, {"config": cfg.identity(), "data": loaded.data_hash})
     runner = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
-    if cfg.compile:
-        runner = torch.compile(runner)
     loop = Loop(cfg, dist, device, runner, model, optimizer, loaded, out, context)
     return loop.run(state, progress)
+
+
+def compiled_loss():
+    import torch
+
+    return torch.compile(lm_loss)
 
 
 def make_optimizer(model, cfg: TrainConfig, device):
@@ -359,7 +370,8 @@ def make_optimizer(model, cfg: TrainConfig, device):
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=device.type == "cuda")
+    cuda = device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=cuda, foreach=not cuda)
 
 
 class Loop:
@@ -372,6 +384,7 @@ class Loop:
         self.autocast = device.type == "cuda"
         self.micro = cfg.batch_size // (dist.world * cfg.grad_accum)
         self.identity = {"config": cfg.identity(), "data": loaded.data_hash}
+        self.loss_fn = compiled_loss() if cfg.compile else lm_loss
 
     def step(self, position: tuple[int, int]) -> tuple[float, tuple[int, int]]:
         """One optimizer step over the global batch; returns the mean loss and the next data position."""
@@ -386,8 +399,9 @@ class Loop:
             last = i == self.cfg.grad_accum - 1
             sync = contextlib.nullcontext() if last or self.dist.world == 1 else self.runner.no_sync()
             with sync:
-                loss = batch_loss(self.runner, rank_rows[i * self.micro : (i + 1) * self.micro], self.device,
-                                  self.autocast) / self.cfg.grad_accum  # fmt: skip
+                rows = rank_rows[i * self.micro : (i + 1) * self.micro]
+                loss = batch_loss(self.runner, rows, self.device, self.autocast, self.loss_fn)
+                loss = loss / self.cfg.grad_accum
                 loss.backward()
             total += loss.item()
         return self._all_mean(total), position
