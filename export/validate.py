@@ -1,0 +1,111 @@
+"""What every exporter checks its artifact with: held-out text, PyTorch reference logits, and the
+quantization metrics as llama.cpp's perplexity tool defines them.
+
+    fabulist export runs/X --quant all        # prints the validation table at the end
+
+For token positions i with a reference (full-precision) distribution P_i and a test distribution Q_i:
+- max_abs_diff: max |logit_ref - logit_test| over all positions and vocabulary entries;
+- kld: mean over positions of KL(P_i || Q_i) = sum_v P_i(v) (log P_i(v) - log Q_i(v));
+- top1: share of positions where argmax P_i == argmax Q_i;
+- ppl_ratio: exp(mean NLL_test) / exp(mean NLL_ref) of the actual next tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fabulist import fable_format as ff
+from fabulist.data import elements as el
+from fabulist.data import prompts as pr
+
+GATES = {  # (min top-1, max KLD) per precision class; a miss warns, --strict fails
+    "int8": (0.97, 0.01),
+    "q8_0": (0.97, 0.01),
+    "int4": (0.90, 0.05),
+    "q4_0": (0.90, 0.05),
+    "q4_k_m": (0.90, 0.05),
+}
+FP_TOLERANCE = 1e-3  # max abs logit difference allowed for fp32 artifacts
+TOKENIZER_PROBES = (
+    "The fox said, \u201cI\u2019ll share!\u201d",
+    "Caf\u00e9 na\u00efve \u00fcber \u2014 \u00bfqu\u00e9? 12,345.67 and 3/4",
+    "Emoji \U0001f98a\U0001f430 and \U0001f468\u200d\U0001f469\u200d\U0001f467 families",
+    "  leading spaces, tabs\tand\nnew lines\n\n",
+    "Moral: Slow and steady wins the race.",
+    "<|prompt|>Character: Fox<|story|>Once upon a time",
+)
+
+
+def heldout_texts(n: int = 4, seed: int = 1234) -> list[str]:
+    """Training-format fables for combinations from the reserved evaluation region (never trained on)."""
+    from fabulist.data.teachers import procedural
+
+    texts = []
+    for p in pr.sample(n, seed=seed, region="eval", variants={"full": 1.0}):
+        story = {k: el.lookup(k, p["elements"][k]) for k in el.KINDS}
+        fable = procedural.write_fable(story, seed + p["index"])
+        texts.append(ff.training_text({**p, "fable": fable}))
+    return texts
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    x = logits.astype(np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def compare_logits(ref: np.ndarray, test: np.ndarray, targets: np.ndarray | None = None) -> dict:
+    """Metrics of test logits (N, V) against reference logits (N, V); targets (N,) are the next tokens."""
+    if ref.shape != test.shape:
+        raise ValueError(f"logit shapes differ: {ref.shape} vs {test.shape}")
+    lp, lq = log_softmax(ref), log_softmax(test)
+    p = np.exp(lp)
+    out = {
+        "max_abs_diff": float(np.abs(ref.astype(np.float64) - test).max()),
+        "kld": float((p * (lp - lq)).sum(axis=-1).mean()),
+        "top1": float((ref.argmax(-1) == test.argmax(-1)).mean()),
+    }
+    if targets is not None:
+        rows = np.arange(len(targets))
+        out["ppl_ratio"] = float(np.exp(-lq[rows, targets].mean() + lp[rows, targets].mean()))
+    return out
+
+
+def gate(quant: str, metrics: dict) -> str | None:
+    """None when the metrics pass the default gate for this quantization, else what missed."""
+    if quant in ("fp32", "f32", "fp16", "f16"):
+        limit = FP_TOLERANCE if quant in ("fp32", "f32") else 5e-2
+        bad = metrics["max_abs_diff"] > limit
+        return f"max abs logit difference {metrics['max_abs_diff']:.2e} > {limit:g}" if bad else None
+    top1, kld = GATES[quant]
+    misses = []
+    if metrics["top1"] < top1:
+        misses.append(f"top-1 {metrics['top1']:.1%} < {top1:.0%}")
+    if metrics["kld"] > kld:
+        misses.append(f"KLD {metrics['kld']:.4f} > {kld}")
+    return "; ".join(misses) or None
+
+
+def torch_logits(model_dir: str | Path, token_ids: list[int]) -> np.ndarray:
+    """PyTorch fp32 logits (T, V) of one token sequence: the reference every artifact is held to."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([token_ids])).logits[0].numpy()
+
+
+def torch_greedy(model_dir: str | Path, token_ids: list[int], n: int = 64) -> list[int]:
+    """PyTorch greedy continuation (new token ids only), stopping at end of text."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    with torch.no_grad():
+        config = model.config
+        out = model.generate(torch.tensor([token_ids]), max_new_tokens=n, do_sample=False,
+                             eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id)  # fmt: skip
+    return out[0, len(token_ids) :].tolist()
