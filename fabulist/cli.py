@@ -265,6 +265,38 @@ def train_cmd(list_presets, resume, use_compile, **options) -> None:
         )
 
 
+@main.command("export")
+@click.argument("model_dir", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["onnx", "gguf", "all"]), default="all", show_default=True)
+@click.option(
+    "--quant",
+    type=click.Choice(["fp32", "fp16", "int8", "int4", "all"]),
+    default="int4",
+    show_default=True,
+    help="int4: ONNX int4 + GGUF Q4_0/Q4_K_M; int8: ONNX int8 + GGUF Q8_0; all: the seven artifacts.",
+)
+@click.option("--memory-budget", default="6GB", show_default=True, help="Device memory, e.g. 6GB, 4GiB.")
+@click.option("--context", type=int, help="Context length for the memory estimate (default: the model's).")
+@click.option("--strict", is_flag=True, help="Fail when a quantized artifact misses its validation gate.")
+@click.option("--no-validate", is_flag=True, help="Skip validation against PyTorch.")
+def export_cmd(model_dir, fmt, quant, memory_budget, context, strict, no_validate) -> None:
+    """Export a trained model folder to ONNX and/or GGUF, validate each artifact, check the budget."""
+    import time
+
+    from fabulist.export.errors import ExportError
+    from fabulist.export.run import export_model, table
+
+    start = time.perf_counter()
+    artifacts = export_model(model_dir, fmt, quant, memory_budget, context, not no_validate)
+    click.echo(table(artifacts))
+    click.echo(f"exported in {time.perf_counter() - start:.1f} s; manifest: {model_dir}/export_manifest.json")
+    missed = [a for a in artifacts if a.get("gate")]
+    for a in missed:
+        click.echo(f"WARNING: {a['path']} missed its validation gate: {a['gate']}", err=True)
+    if missed and strict:
+        raise ExportError(f"{len(missed)} artifact(s) missed their validation gate (--strict)")
+
+
 def _register_data_tools() -> None:
     from fabulist.data.tools_cli import split, stats
 

@@ -1,0 +1,157 @@
+"""`fabulist export`: plan the artifacts, check the memory budget, run each exporter, write the manifest.
+
+    fabulist export runs/X --quant int4                # ONNX int4 + GGUF Q4_0 and Q4_K_M
+    fabulist export runs/X --format all --quant all    # the seven artifacts
+
+Exporters sit behind one explicit table (`EXPORTERS`); each validates its own output against PyTorch.
+`export_manifest.json` beside the model records, for every artifact, its format, quantization, path,
+bytes, sha256, parameter count, bits per weight, the source checkpoint's hash, tool versions, validation
+results and the memory estimate against the budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from fabulist.data.records import write_atomic
+from fabulist.export import plan as pl
+from fabulist.export.errors import ExportError
+
+TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-genai",
+         "gguf", "llama-cpp-python")  # fmt: skip
+
+
+def _onnx(model_dir: Path, quants: list[str], context: int, validate: bool, progress: bool) -> list[dict]:
+    from fabulist.export.onnx import export_onnx
+
+    return export_onnx(model_dir, quants, context=context, validate=validate, progress=progress)
+
+
+def _gguf(model_dir: Path, quants: list[str], context: int, validate: bool, progress: bool) -> list[dict]:
+    from fabulist.export.gguf import export_gguf
+
+    return export_gguf(model_dir, quants, validate=validate, progress=progress)
+
+
+EXPORTERS: dict[str, Callable[..., list[dict]]] = {"onnx": _onnx, "gguf": _gguf}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {}
+    for name in TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def check_budget(config: dict, pairs: list[tuple[str, str]], context: int, budget: int, text: str) -> None:
+    """Refuse, before anything is written, a request with an artifact that would not fit."""
+    for fmt, quant in pairs:
+        est = pl.estimate(config, fmt, quant, context, budget)
+        if not est["fits"]:
+            raise ExportError(
+                f"{fmt} {quant} would need about {est['total'] / 1e9:.2f} GB at context {context}, over the "
+                f"{text} budget; {pl.what_fits(config, context, budget)}"
+            )
+
+
+def describe(result: dict, model_dir: Path, config: dict, context: int, budget: int, source: str) -> dict:
+    """Complete an exporter's result with the manifest's bookkeeping."""
+    path = model_dir / result["path"]
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in files)
+    params = pl.parameters(config)
+    mem_format = "onnx" if result["format"].startswith("onnx") else "gguf"
+    return {
+        **result,
+        "bytes": size,
+        "sha256": sha256(path)
+        if path.is_file()
+        else {str(p.relative_to(model_dir)): sha256(p) for p in files},
+        "parameters": params,
+        "bits_per_weight": round(size * 8 / params, 3),
+        "source_sha256": source,
+        "memory": pl.memory(config, mem_format, size, context, budget),
+    }
+
+
+def export_model(
+    model_dir: str | Path,
+    fmt: str = "all",
+    quant: str = "int4",
+    budget: str = "6GB",
+    context: int | None = None,
+    validate: bool = True,
+    progress: bool = True,
+) -> list[dict]:
+    """Write and validate the requested artifacts, record them in the manifest, and return them."""
+    model_dir = Path(model_dir)
+    config = pl.read_config(model_dir)
+    pairs = pl.plan(fmt, quant)
+    limit = pl.parse_bytes(budget)
+    context = context or config["max_position_embeddings"]
+    if context < 1 or context > config["max_position_embeddings"]:
+        raise ExportError(
+            f"--context {context} is outside 1..{config['max_position_embeddings']} for this model"
+        )
+    check_budget(config, pairs, context, limit, budget)
+    source = sha256(model_dir / "model.safetensors")
+    results = []
+    for name, exporter in EXPORTERS.items():
+        quants = [q for f, q in pairs if f == name]
+        if quants:
+            results += exporter(model_dir, quants, context, validate, progress)
+    artifacts = [describe(r, model_dir, config, context, limit, source) for r in results]
+    write_manifest(model_dir, artifacts, context, budget)
+    return artifacts
+
+
+def write_manifest(model_dir: Path, artifacts: list[dict], context: int, budget: str) -> dict:
+    """Merge these artifacts into export_manifest.json (artifacts of earlier exports are kept)."""
+    path = model_dir / "export_manifest.json"
+    old = json.loads(path.read_text()).get("artifacts", []) if path.exists() else []
+    fresh = {a["path"] for a in artifacts}
+    manifest = {
+        "model": str(model_dir),
+        "updated": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "context": context,
+        "memory_budget": budget,
+        "tools": tool_versions(),
+        "artifacts": [a for a in old if a["path"] not in fresh] + artifacts,
+    }
+    write_atomic(path, json.dumps(manifest, indent=1))
+    return manifest
+
+
+COLUMNS = (("max_abs_diff", "max|dlogit|", ".2e", 12), ("kld", "KLD", ".4f", 9), ("top1", "top-1", ".1%", 8),
+           ("ppl_ratio", "ppl x", ".3f", 7))  # fmt: skip
+
+
+def table(artifacts: list[dict]) -> str:
+    """The validation table printed at the end of an export."""
+    head = f"{'artifact':<30}{'size':>10}{'bits/w':>8}" + "".join(f"{c[1]:>{c[3]}}" for c in COLUMNS)
+    head += "  fits  gate"
+    lines = [head, "-" * len(head)]
+    for a in artifacts:
+        v = a.get("validation") or {}
+        cells = "".join(f"{format(v[k], spec) if k in v else '-':>{width}}" for k, _, spec, width in COLUMNS)
+        verdict = a.get("gate") or ("ok" if v else "not validated")
+        fits = "yes" if a["memory"]["fits"] else "NO"
+        size = f"{a['bytes'] / 1e6:>9.2f}M{a['bits_per_weight']:>8.2f}"
+        lines.append(f"{a['path']:<30}{size}{cells}  {fits:<4}  {verdict}")
+    return "\n".join(lines)
