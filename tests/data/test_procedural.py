@@ -201,11 +201,12 @@ def test_teacher_reports_an_unknown_element_as_an_error():
 
 @pytest.mark.slow
 def test_diversity_does_not_regress():
-    """Guards the diversity measured when this teacher was written (distinct-2 0.19, self-BLEU-4 0.72 on
-    500 random fables, see benchmarks/procedural_teacher.py) against a grammar that collapses."""
+    """Guards the diversity reached so far (distinct-2 0.21, self-BLEU-4 0.69 on these 500 random fables;
+    0.19 and 0.72 when this teacher was written, see benchmarks/procedural_teacher.py) against a grammar
+    that collapses."""
     fables = [write_fable(e, s) for e, s in combos(500, seed=7)]
-    assert metrics.distinct_n(fables, 2) >= 0.17
-    assert metrics.self_bleu(fables[:100], fables[100:]) <= 0.75
+    assert metrics.distinct_n(fables, 2) >= 0.195
+    assert metrics.self_bleu(fables[:100], fables[100:]) <= 0.70
 
 
 @pytest.mark.slow
