@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run Fabulist on a fresh Debian machine with Python 3.11.
 #
-#   ./quickstart.sh demo   # the main job: 100,000 prompts -> 100,000 fables -> stats + plot -> split
+#   ./quickstart.sh demo   # the main job: 100,000 fables -> stats + split -> a small model trained on them
 #   ./quickstart.sh test   # lint and the whole test suite (slow and integration tests included)
 #
 # Both create .venv on first use and install the pinned dependencies (constraints.txt); later runs
@@ -43,13 +43,21 @@ setup() {
 demo() {
   local out=out/demo fab=$VENV/bin/fabulist
   mkdir -p "$out"
+  # Stage 1: 100,000 prompts -> 100,000 fables (offline procedural teacher) -> stats -> train/valid split.
   "$fab" data prompts --count 100000 --seed 0 -o "$out/prompts.jsonl"
   "$fab" data generate --prompts "$out/prompts.jsonl" -o "$out/fables.jsonl" --teacher procedural
   "$fab" data stats "$out/fables.jsonl" --plot "$out/lengths.png"
-  "$fab" data split "$out/fables.jsonl" --out "$out/split" --force
+  [[ -f $out/split/split.json ]] || "$fab" data split "$out/fables.jsonl" --out "$out/split"
+  # Stage 2: a small model (fable-1m) for a few minutes of this machine; rerunning resumes it.
+  local resume=(); [[ -f $out/run/run.json ]] && resume=(--resume)
+  "$fab" train --preset fable-1m --data "$out/split/train.parquet" --valid "$out/split/valid.parquet" \
+    --out "$out/run" --context 256 --batch-size 16 --max-steps 300 --lr 3e-3 --warmup-steps 30 \
+    --eval-every 100 --save-every 100 "${resume[@]}"
   echo
-  echo "One of the fables (out/demo/fables.jsonl, line 1):"
-  head -n 1 "$out/fables.jsonl" | "$VENV/bin/python" -c 'import json, sys; r = json.load(sys.stdin); print(r["prompt"], "\n---\n" + r["fable"])'
+  echo "The model's last sample (out/demo/run/samples.jsonl), after $(wc -l < "$out/run/metrics.jsonl") steps:"
+  tail -n 1 "$out/run/samples.jsonl" | "$VENV/bin/python" -c 'import json, sys; r = json.load(sys.stdin); print(r["prompt"] + r["text"])'
+  echo
+  echo "Loss curve: out/demo/run/loss.png; data histogram: out/demo/lengths.png"
 }
 
 tests() {
