@@ -218,12 +218,13 @@ def _echo_summary(s, out) -> None:
     "--batch-size", type=int, default=16, show_default=True, help="Sequences per step, all processes."
 )
 @click.option("--grad-accum", type=int, default=1, show_default=True)
-@click.option("--max-steps", type=int, default=1000, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--warmup-steps", type=int, default=50, show_default=True)
+@click.option("--max-steps", type=int, help="Optimizer steps (default: --epochs over the data).")
+@click.option("--epochs", type=float, default=1.0, show_default=True, help="Passes over the data.")
+@click.option("--lr", type=float, help="Peak learning rate (default: the preset's).")
+@click.option("--warmup-steps", type=int, help="Default: 5% of the steps, at most 100.")
 @click.option("--weight-decay", type=float, default=0.1, show_default=True)
 @click.option("--grad-clip", type=float, default=1.0, show_default=True)
-@click.option("--eval-every", type=int, default=100, show_default=True)
+@click.option("--eval-every", type=int, default=0, help="Steps between evaluations (default: 10 per run).")
 @click.option("--save-every", type=int, default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -236,13 +237,13 @@ def train_cmd(list_presets, resume, use_compile, **options) -> None:
 
     if list_presets:
         click.echo(
-            f"{'preset':<16}{'layers':>7}{'dim':>6}{'heads':>7}{'kv':>4}{'ffn':>6}{'ctx':>6}{'params@4096':>13}"
+            f"{'preset':<16}{'layers':>7}{'dim':>6}{'heads':>7}{'kv':>4}{'ffn':>6}{'ctx':>6}{'lr':>8}{'params@4096':>13}"
         )
         for p in presets.load().values():
             millions = p.parameters(4096) / 1e6
             click.echo(
                 f"{p.name:<16}{p.num_hidden_layers:>7}{p.hidden_size:>6}{p.num_attention_heads:>7}"
-                f"{p.num_key_value_heads:>4}{p.intermediate_size:>6}{p.context:>6}{millions:>12.1f}M"
+                f"{p.num_key_value_heads:>4}{p.intermediate_size:>6}{p.context:>6}{p.lr:>8.0e}{millions:>12.1f}M"
             )
         return
     from fabulist.train.trainer import TrainConfig, train

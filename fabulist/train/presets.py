@@ -29,6 +29,7 @@ class Preset:
     num_key_value_heads: int
     intermediate_size: int
     context: int
+    lr: float  # default peak learning rate: smaller models take larger steps
 
     @property
     def head_dim(self) -> int:
@@ -43,7 +44,7 @@ class Preset:
 
     def llama_config(self, vocab_size: int, special: dict[str, int]) -> dict:
         """Keyword arguments for transformers.LlamaConfig."""
-        shape = {k: v for k, v in asdict(self).items() if k not in ("name", "context")}
+        shape = {k: v for k, v in asdict(self).items() if k not in ("name", "context", "lr")}
         return {
             **shape,
             "vocab_size": vocab_size,

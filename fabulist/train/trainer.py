@@ -50,13 +50,14 @@ class TrainConfig:
     context: int | None = None  # default: the preset's
     batch_size: int = 16  # sequences per optimizer step, over all processes
     grad_accum: int = 1
-    max_steps: int = 1000
-    lr: float = 1e-3
+    max_steps: int | None = None  # default: --epochs passes over the training blocks
+    epochs: float = 1.0
+    lr: float | None = None  # default: the preset's
     min_lr_ratio: float = 0.1
-    warmup_steps: int = 50
+    warmup_steps: int | None = None  # default: 5% of the steps, at most 100
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    eval_every: int = 100
+    eval_every: int = 0  # 0: ten evaluations per run
     eval_batches: int = 8
     sample_every: int = 0  # 0: at every evaluation
     save_every: int = 200
@@ -67,8 +68,8 @@ class TrainConfig:
 
     def identity(self) -> dict:
         """The fields that must match for a checkpoint to be resumed by this configuration."""
-        skip = {"max_steps", "eval_every", "eval_batches", "sample_every", "save_every", "device", "compile",
-                "stop_after"}  # fmt: skip
+        skip = {"max_steps", "epochs", "eval_every", "eval_batches", "sample_every", "save_every", "device",
+                "compile", "stop_after"}  # fmt: skip
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
@@ -312,6 +313,17 @@ def load_data(cfg: TrainConfig, out: Path, dist: Dist, context: int) -> Loaded:
     return Loaded(tok, train, valid, td.file_sha256(cfg.data), len(docs))
 
 
+def resolve_schedule(cfg: TrainConfig, blocks: int) -> TrainConfig:
+    """Defaults that need the data or preset: steps from --epochs, warmup, eval interval, the lr."""
+    from dataclasses import replace
+
+    steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * blocks / cfg.batch_size))
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(100, max(1, steps // 20))
+    every = cfg.eval_every or max(1, steps // 10)
+    lr = cfg.lr or presets.get(cfg.preset).lr
+    return replace(cfg, max_steps=steps, warmup_steps=warmup, eval_every=every, lr=lr)
+
+
 def check_config(cfg: TrainConfig, dist: Dist) -> presets.Preset:
     preset = presets.get(cfg.preset)
     if not cfg.data:
@@ -321,8 +333,8 @@ def check_config(cfg: TrainConfig, dist: Dist) -> presets.Preset:
             f"--batch-size {cfg.batch_size} must be divisible by processes x --grad-accum "
             f"({dist.world} x {cfg.grad_accum})"
         )
-    if cfg.max_steps < 1 or cfg.lr <= 0:
-        raise TrainError("need --max-steps >= 1 and --lr > 0")
+    if (cfg.max_steps is not None and cfg.max_steps < 1) or cfg.epochs <= 0 or (cfg.lr or 1) <= 0:
+        raise TrainError("need --max-steps >= 1, --epochs > 0 and --lr > 0")
     return preset
 
 
@@ -346,6 +358,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             json.dumps({"config": cfg.identity(), "data_sha256": td.file_sha256(cfg.data)}, indent=1),
         )
     loaded = load_data(cfg, out, dist, context)
+    cfg = resolve_schedule(cfg, loaded.train.count)
     device = pick_device(cfg.device, dist)
     model = build_model(preset, loaded.tok, cfg.seed).to(device)
     optimizer = make_optimizer(model, cfg, device)

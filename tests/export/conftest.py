@@ -14,7 +14,7 @@ def make_model_dir(folder, hidden=64, layers=2, heads=4, kv_heads=2, ffn=128, vo
 
     tok = tk.train_tokenizer(heldout_texts(40, seed=7), vocab_size=vocab)
     tk.save(tok, folder, context=256)
-    preset = Preset("tiny", hidden, layers, heads, kv_heads, ffn, context=256)
+    preset = Preset("tiny", hidden, layers, heads, kv_heads, ffn, context=256, lr=1e-3)
     config = LlamaConfig(**preset.llama_config(tok.get_vocab_size(), tk.special_ids(tok)))
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
