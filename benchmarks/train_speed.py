@@ -63,7 +63,7 @@ def baseline_step(model):
 
 
 def fabulist_step(model, compile_model: bool):
-    cfg = TrainConfig()
+    cfg = TrainConfig(lr=1e-3)
     opt = make_optimizer(model, cfg, torch.device("cpu"))
     loss_fn = compiled_loss() if compile_model else lm_loss
 
