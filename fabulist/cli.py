@@ -298,6 +298,102 @@ def export_cmd(model_dir, fmt, quant, memory_budget, context, strict, no_validat
         raise ExportError(f"{len(missed)} artifact(s) missed their validation gate (--strict)")
 
 
+def _elements_for(given: dict[str, str | None], random_fill: bool, seed: int | None) -> dict[str, str]:
+    """Scaffold labels: each given element by id or label (or as free text), the rest drawn at random."""
+    import random
+
+    from fabulist.data import elements
+
+    rng = random.Random(seed)
+    labels = {}
+    for kind in elements.KINDS:
+        value = given.get(kind)
+        if value is None and not random_fill:
+            continue
+        if value is None:
+            labels[kind] = elements.label(kind, rng.choice(elements.load(kind)))
+            continue
+        match = [e for e in elements.load(kind) if value.lower() in (e.id, elements.label(kind, e).lower())]
+        labels[kind] = elements.label(kind, match[0]) if match else value
+    return labels
+
+
+@main.command("generate")
+@click.option("--character")
+@click.option("--trait")
+@click.option("--setting")
+@click.option("--conflict")
+@click.option("--resolution")
+@click.option("--moral")
+@click.option("--prompt", "beginning", help="A story beginning to continue.")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), help="Exported model folder.")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "gguf"]), default="onnx", show_default=True)
+@click.option("--quant", type=click.Choice(["int4", "int8", "fp32", "q4_0", "q4_k_m", "q8_0", "f16", "f32"]),
+              help="Default: int4 for ONNX, q4_k_m for GGUF.")  # fmt: skip
+@click.option("-n", "count", type=int, default=1, show_default=True, help="Completions of the same prompt.")
+@click.option("--temperature", type=float, default=0.8, show_default=True)
+@click.option("--top-p", type=float, default=0.95, show_default=True)
+@click.option("--top-k", type=int, default=0, show_default=True)
+@click.option("--repetition-penalty", type=float, default=1.0, show_default=True)
+@click.option("--seed", type=int, help="Same seed, same text (on the same backend).")
+@click.option("--max-new-tokens", type=int, default=400, show_default=True)
+@click.option("--stop", multiple=True, help="Stop when this text appears (repeatable).")
+@click.option("--threads", type=int, help="CPU threads for the backend.")
+@click.option("--stream/--no-stream", default=True, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print prompt, elements and completions as JSON.")
+@click.option("--stats", is_flag=True, help="Print load time, time to first token and tokens/s.")
+def generate_cmd(beginning, model_dir, fmt, quant, count, temperature, top_p, top_k, repetition_penalty, seed,
+                 max_new_tokens, stop, threads, stream, as_json, stats, **given) -> None:  # fmt: skip
+    """Write fables with an exported model, offline (ONNX Runtime or llama.cpp; no torch)."""
+    import json
+
+    from fabulist import fable_format as ff
+    from fabulist.runtime.load import load_generator
+    from fabulist.runtime.sampling import SamplingParams
+
+    if not model_dir:
+        raise click.UsageError("--model is required: no default model is installed yet")
+    try:
+        params = SamplingParams(
+            temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, tuple(stop)
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    labels = _elements_for(given, random_fill=beginning is None, seed=seed)
+    prompt = ff.prompt(labels, beginning)
+    gen = load_generator(model_dir, fmt, quant, threads)
+    if not as_json:
+        for kind, label in labels.items():
+            click.echo(f"{kind.capitalize()}: {label}", err=True)
+    if stream and count == 1 and not as_json:
+        click.echo(beginning or "", nl=False)
+        steps = gen.stream(prompt, params)
+        try:
+            while True:
+                click.echo(next(steps), nl=False)
+        except StopIteration as done:
+            completions = [done.value]
+        click.echo()
+    else:
+        completions = gen.generate(prompt, params, count)
+    if as_json:
+        out = {"prompt": prompt, "elements": labels, "beginning": beginning,
+               "completions": [{"text": (beginning or "") + c.text, "finish_reason": c.finish_reason,
+                                "new_tokens": len(c.tokens), "clipped_to": c.clipped_to, "stats": c.stats}
+                               for c in completions]}  # fmt: skip
+        click.echo(json.dumps(out, ensure_ascii=False, indent=1))
+    elif not (stream and count == 1):
+        for i, c in enumerate(completions, 1):
+            click.echo(f"--- {i}/{len(completions)} ---\n{beginning or ''}{c.text}")
+    for c in completions:
+        if c.clipped_to is not None and not as_json:
+            click.echo(f"note: max new tokens clipped to {c.clipped_to} by the model's context", err=True)
+        if stats and not as_json:
+            s = c.stats
+            timing = f"load {s['load_s']:.3f} s, first token {s['ttft_s'] * 1000:.0f} ms"
+            click.echo(f"{timing}, {s['new_tokens']} tokens at {s['tokens_per_s']:,.0f} tok/s", err=True)
+
+
 def _register_data_tools() -> None:
     from fabulist.data.tools_cli import split, stats
 

@@ -1,0 +1,152 @@
+"""One `Generator` over any backend: prompts in the training format, sampling, stop rules, streaming.
+
+    fabulist generate --character fox --moral "..." --format onnx --quant int4 -n 3 --stats
+
+A backend holds a model and its KV cache and answers two calls: `start(prompt_ids, n)` (prefill once,
+n sequences continuing the same prompt) and `advance(tokens)` (one new token per sequence), both
+returning next-token logits of shape (n, vocab). Backends that cannot batch say `batched = False` and
+the generator runs their sequences one after another.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from fabulist import fable_format as ff
+from fabulist.errors import FabulistError
+from fabulist.runtime.detok import StreamDecoder
+from fabulist.runtime.sampling import SamplingParams, next_token
+
+
+class GenerationError(FabulistError):
+    """A generation request that cannot run: prompt too long, missing artifact, bad parameter."""
+
+
+class Backend(Protocol):
+    context: int
+    batched: bool
+
+    def start(self, prompt_ids: list[int], n: int) -> np.ndarray: ...
+
+    def advance(self, tokens: list[int]) -> np.ndarray: ...
+
+
+@dataclass
+class Completion:
+    text: str
+    tokens: list[int]
+    finish_reason: str  # "eos", "stop", "length"
+    clipped_to: int | None = None  # max_new_tokens after clipping to the context, when it was clipped
+    stats: dict = field(default_factory=dict)
+
+
+class Generator:
+    """Text in, fables out, on one backend with its tokenizer (a `tokenizers.Tokenizer`)."""
+
+    def __init__(self, backend: Backend, tokenizer, load_seconds: float = 0.0):
+        self.backend, self.tok, self.load_seconds = backend, tokenizer, load_seconds
+        self.eos = tokenizer.token_to_id(ff.EOS)
+        self.specials = {tokenizer.token_to_id(t) for t in ff.SPECIAL_TOKENS}
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def budget(self, prompt_ids: list[int], params: SamplingParams) -> tuple[int, int | None]:
+        """(max new tokens, the clipped value or None) within the backend's context."""
+        room = self.backend.context - len(prompt_ids)
+        if room < 1:
+            raise GenerationError(
+                f"the prompt is {len(prompt_ids)} tokens but the model's context is {self.backend.context}; "
+                "shorten the story beginning"
+            )
+        if params.max_new_tokens > room:
+            return room, room
+        return params.max_new_tokens, None
+
+    def generate(self, prompt: str, params: SamplingParams, n: int = 1) -> list[Completion]:
+        """n completions of the same prompt (batched where the backend can)."""
+        if n < 1:
+            raise GenerationError("n must be at least 1")
+        if self.backend.batched:
+            return self._run(prompt, params, list(range(n)))
+        return [c for i in range(n) for c in self._run(prompt, params, [i])]
+
+    def stream(self, prompt: str, params: SamplingParams) -> Iterator[str]:
+        """Text pieces of one completion as decoded; the generator returns the Completion at the end."""
+        result = yield from self._steps(prompt, params, [0], stream=True)
+        return result[0]
+
+    def _run(self, prompt: str, params: SamplingParams, seeds: list[int]) -> list[Completion]:
+        steps = self._steps(prompt, params, seeds, stream=False)
+        try:
+            while True:
+                next(steps)
+        except StopIteration as done:
+            return done.value
+
+    def _steps(self, prompt: str, params: SamplingParams, seeds: list[int], stream: bool):
+        ids = self.encode(prompt)
+        limit, clipped = self.budget(ids, params)
+        n = len(seeds)
+        rngs = [np.random.default_rng(None if params.seed is None else [params.seed, s]) for s in seeds]
+        decoders = [StreamDecoder(self.tok, self.specials) for _ in range(n)]
+        texts, tokens, reasons = [""] * n, [[] for _ in range(n)], [None] * n
+        t0 = time.perf_counter()
+        logits = self.backend.start(ids, n)
+        first = None
+        for _ in range(limit):
+            picks = []
+            for i in range(n):
+                if reasons[i]:
+                    picks.append(self.eos)
+                    continue
+                tok = next_token(logits[i], params, rngs[i], ids + tokens[i])
+                picks.append(tok)
+                first = first or time.perf_counter()
+                if tok == self.eos:
+                    reasons[i] = "eos"
+                    continue
+                tokens[i].append(tok)
+                piece = decoders[i].push(tok)
+                texts[i], piece, reasons[i] = _apply_stop(texts[i], piece, params.stop)
+                if stream and piece:
+                    yield piece
+            if all(reasons):
+                break
+            logits = self.backend.advance(picks)
+        elapsed = time.perf_counter() - t0
+        out = []
+        for i in range(n):
+            if not reasons[i]:
+                tail = decoders[i].flush()
+                texts[i] += tail
+                if stream and tail:
+                    yield tail
+            stats = _stats(self.load_seconds, t0, first, elapsed, len(tokens[i]), len(ids))
+            out.append(Completion(texts[i], tokens[i], reasons[i] or "length", clipped, stats))
+        return out
+
+
+def _apply_stop(text: str, piece: str, stops: tuple[str, ...]) -> tuple[str, str, str | None]:
+    """Append `piece`; when a stop string appears, cut the text before it and report 'stop'."""
+    new = text + piece
+    for stop in stops:
+        at = new.find(stop, max(0, len(text) - len(stop) + 1))
+        if at >= 0:
+            return new[:at], new[len(text) : at] if at > len(text) else "", "stop"
+    return new, piece, None
+
+
+def _stats(load: float, t0: float, first: float | None, elapsed: float, new: int, prompt: int) -> dict:
+    return {
+        "load_s": round(load, 4),
+        "prompt_tokens": prompt,
+        "new_tokens": new,
+        "ttft_s": round((first or t0) - t0, 4),
+        "tokens_per_s": round(new / elapsed, 1) if elapsed > 0 else 0.0,
+    }
