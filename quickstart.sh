@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV=.venv
-EXTRAS="data,train,dev"
+EXTRAS="data,train,export,runtime,dev"
 
 python_311() {
   for py in python3.11 python3; do
