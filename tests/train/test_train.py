@@ -57,3 +57,11 @@ def test_output_is_a_hugging_face_folder(fables, tmp_path):
     assert (out / "generation_config.json").exists() and (out / "training.json").exists()
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert {s["step"] for s in samples} == {4, 8, 12}
+
+
+def test_gradient_accumulation_matches_one_big_batch(fables, tmp_path):
+    one = train(config(fables, tmp_path / "one", max_steps=3, eval_every=100), progress=False)
+    two = train(config(fables, tmp_path / "two", max_steps=3, eval_every=100, grad_accum=2), progress=False)
+    for a, b in zip(losses(tmp_path / "one"), losses(tmp_path / "two"), strict=True):
+        assert abs(a - b) < 1e-4
+    assert one["final_train_loss"] == pytest.approx(two["final_train_loss"], abs=1e-4)
