@@ -73,7 +73,7 @@ def check_budget(config: dict, pairs: list[tuple[str, str]], context: int, budge
 def describe(result: dict, model_dir: Path, config: dict, context: int, budget: int, source: str) -> dict:
     """Complete an exporter's result with the manifest's bookkeeping."""
     path = model_dir / result["path"]
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    files = [model_dir / f for f in result.get("files", [result["path"]])]  # a graph and its external data
     size = sum(p.stat().st_size for p in files)
     params = pl.parameters(config)
     mem_format = "onnx" if result["format"].startswith("onnx") else "gguf"
@@ -81,8 +81,8 @@ def describe(result: dict, model_dir: Path, config: dict, context: int, budget: 
         **result,
         "bytes": size,
         "sha256": sha256(path)
-        if path.is_file()
-        else {str(p.relative_to(model_dir)): sha256(p) for p in files},
+        if len(files) == 1
+        else {p.relative_to(model_dir).as_posix(): sha256(p) for p in files},
         "parameters": params,
         "bits_per_weight": round(size * 8 / params, 3),
         "source_sha256": source,

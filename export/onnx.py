@@ -1,0 +1,430 @@
+"""ONNX export: a Hugging Face Llama folder -> onnx/model.onnx (fp32), model_int8.onnx, model_q4.onnx.
+
+    fabulist export runs/X --format onnx --quant all
+
+The `onnx/` files are optimum-onnx's text-generation-with-past graph (inputs input_ids, attention_mask,
+position_ids, past_key_values.{i}.key/value; outputs logits, present.{i}.key/value), in the layout
+transformers.js reads unchanged; int8 is ORT dynamic quantization of the MatMul weights, int4 is ORT's
+MatMulNBits (block-wise, symmetric). With fast=True the onnxruntime-genai model builder also writes
+`onnx-genai/fp32/` and `onnx-genai/int4/` (GroupQueryAttention, fused QKV, SkipSimplifiedLayerNorm,
+MatMulNBits): the same model, several times faster to decode on CPU, run by onnxruntime-genai or plain ORT.
+Every artifact is validated with onnxruntime against the PyTorch reference (see validate.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from fabulist.export import validate as va
+from fabulist.export.errors import ExportError
+
+QUANTS = ("fp32", "int8", "int4")
+FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int4": "model_q4.onnx"}  # transformers.js names
+GENAI_QUANTS = ("fp32", "int4")
+LM_HEAD = "/lm_head/MatMul"  # the LM head's node name in optimum's graph
+_TWO_GB = 2**31 - 2**20  # protobuf's limit, with headroom for the graph itself
+
+
+def export_onnx(
+    model_dir: Path,
+    quants: list[str],
+    *,
+    context: int | None = None,
+    validate: bool = True,
+    block_size: int = 32,
+    accuracy_level: int | None = None,
+    lm_head_8bit: bool = False,
+    quantize_embeddings: bool = False,
+    progress: bool = True,
+    fast: bool = True,
+) -> list[dict]:
+    """Write the requested ONNX artifacts into model_dir; one result dict per artifact (see module doc)."""
+    model_dir = Path(model_dir)
+    bad = [q for q in quants if q not in QUANTS]
+    if bad or not quants:
+        raise ExportError(f"unknown ONNX quant {bad or quants}: choose from {', '.join(QUANTS)}")
+    config = check_model_dir(model_dir)
+    context = _check_context(config, context)
+    ref = Reference(model_dir) if validate else None
+    out_dir = model_dir / "onnx"
+    out_dir.mkdir(exist_ok=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix=".tmp-onnx-", dir=out_dir) as tmp:
+        tmp = Path(tmp)
+        _log(progress, "exporting the fp32 graph with optimum")
+        fp32 = _export_fp32(model_dir, tmp / "fp32", progress)
+        built = {}
+        for q in quants:  # build everything from the fp32 graph first, then move it all into place
+            notes = [f"dynamic shapes; context {context} recorded only (the KV cache grows as needed)"]
+            if q == "fp32":
+                built[q] = fp32, [*notes, "optimum graph as exported; ORT fuses at session load"]
+                continue
+            _log(progress, f"quantizing to {q}")
+            try:
+                if q == "int8":
+                    path = _quantize_int8(fp32, tmp / q / FILES[q], quantize_embeddings, notes)
+                else:
+                    path = _quantize_int4(
+                        fp32, tmp / q / FILES[q], block_size, accuracy_level, lm_head_8bit, notes
+                    )
+            except ExportError:
+                raise
+            except Exception as e:
+                raise ExportError(f"{q} quantization of {fp32} failed ({type(e).__name__}: {e})") from e
+            built[q] = path, notes
+        for q, (path, notes) in built.items():
+            dest = commit(path, out_dir / FILES[q])
+            results.append(_describe(model_dir, dest, q, "onnx", ref, notes, progress))
+    if fast:
+        opts = dict(block_size=block_size, accuracy_level=accuracy_level, lm_head_8bit=lm_head_8bit)
+        for q in [q for q in GENAI_QUANTS if q in quants]:
+            _log(progress, f"building the onnxruntime-genai {q} graph")
+            dest, notes = build_genai(model_dir, q, context, progress=progress, **opts)
+            results.append(_describe(model_dir, dest, q, "onnx-genai", ref, notes, progress))
+    return results
+
+
+def _log(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"[onnx] {msg}", flush=True)
+
+
+@contextlib.contextmanager
+def _quiet(progress: bool):
+    """Swallow the exporters' chatter (prints, tqdm bars) unless progress is on."""
+    if progress:
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def check_model_dir(model_dir: Path) -> dict:
+    """The folder's config.json, after checking it is a Llama model folder with a tokenizer."""
+    if not (model_dir / "config.json").is_file():
+        raise ExportError(f"{model_dir} is not a model folder (no config.json): pass a trained run folder")
+    if not (model_dir / "tokenizer.json").is_file():
+        raise ExportError(f"{model_dir} has no tokenizer.json: re-save the tokenizer with the model")
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{model_dir / 'config.json'} is not valid JSON ({e})") from e
+    if config.get("model_type") != "llama":
+        raise ExportError(
+            f"model_type {config.get('model_type')!r} is not 'llama': only Llama exports to ONNX"
+        )
+    if not list(model_dir.glob("*.safetensors")):
+        raise ExportError(f"{model_dir} has no *.safetensors weights")
+    return config
+
+
+def _check_context(config: dict, context: int | None) -> int:
+    limit = config.get("max_position_embeddings", 2048)
+    if context is None:
+        return limit
+    if not 0 < context <= limit:
+        raise ExportError(f"context {context} must be in 1..{limit} (the model's max_position_embeddings)")
+    return context
+
+
+# ---------------------------------------------------------------- writing files
+
+
+def external_files(path: Path) -> list[str]:
+    """Names of the external-data files an .onnx file refers to (relative to its folder)."""
+    import onnx
+
+    model = load_proto(path, load_external_data=False)
+    names = set()
+    for t in onnx.external_data_helper._get_all_tensors(model):
+        for entry in t.external_data:
+            if entry.key == "location":
+                names.add(entry.value)
+    return sorted(names)
+
+
+def commit(built: Path, dest: Path) -> Path:
+    """Move a finished .onnx (and its external data, under the same names) into place, data first.
+
+    `built` lies in a temporary folder inside dest's folder, so every move is a same-filesystem rename
+    and `dest` appears only once complete; a stale companion data file of an older export is removed.
+    """
+    new = external_files(built)
+    for name in new:
+        os.replace(built.parent / name, dest.parent / name)
+    for stale in (dest.name + "_data", dest.name + ".data"):
+        if stale not in new:
+            (dest.parent / stale).unlink(missing_ok=True)
+    os.replace(built, dest)
+    return dest
+
+
+def load_proto(path: Path, load_external_data: bool = True):
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as e:
+        raise ExportError(f"cannot read ONNX file {path} ({type(e).__name__}: {e}); re-export it") from e
+
+
+def _export_fp32(model_dir: Path, tmp: Path, progress: bool) -> Path:
+    from optimum.exporters.onnx import main_export
+
+    try:
+        with _quiet(progress):
+            main_export(
+                str(model_dir),
+                output=str(tmp),
+                task="text-generation-with-past",
+                local_files_only=True,
+                trust_remote_code=False,
+                do_validation=False,
+            )
+    except Exception as e:
+        raise ExportError(f"optimum could not export {model_dir} ({type(e).__name__}: {e})") from e
+    return tmp / "model.onnx"
+
+
+def _quantize_int8(src: Path, dest: Path, quantize_embeddings: bool, notes: list) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    ops = ["MatMul", "Gather"] if quantize_embeddings else ["MatMul"]
+    dest.parent.mkdir(parents=True)
+    # QInt8 weights: ORT's recommendation for dynamic quantization on CPU (U8 activations x S8 weights)
+    quantize_dynamic(
+        str(src),
+        str(dest),
+        op_types_to_quantize=ops,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        use_external_data_format=_big(src),
+    )
+    notes.append(
+        f"quantize_dynamic: {'/'.join(ops)} weights QInt8 per output channel, activations UInt8 at run time"
+    )
+    return dest
+
+
+def _quantize_int4(src: Path, dest: Path, block_size: int, accuracy_level, lm_head_8bit: bool, notes) -> Path:
+    from onnxruntime.quantization import matmul_nbits_quantizer as mnq
+
+    model = load_proto(src)
+    if lm_head_8bit:  # RTN honours a per-node bit width; the default quantizer does not
+        algo = mnq.RTNWeightOnlyQuantConfig(customized_weight_config={LM_HEAD: {"bits": 8}})
+    else:
+        algo = mnq.DefaultWeightOnlyQuantConfig(
+            block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level
+        )
+    quant = mnq.MatMulNBitsQuantizer(
+        model,
+        bits=4,
+        block_size=block_size,
+        is_symmetric=True,
+        accuracy_level=accuracy_level,
+        algo_config=algo,
+    )
+    quant.process()
+    dest.parent.mkdir(parents=True)
+    quant.model.save_model_to_file(str(dest), use_external_data_format=_big(src))
+    notes.append(f"MatMulNBits 4-bit, block {block_size}, symmetric, accuracy_level {accuracy_level}")
+    if lm_head_8bit:
+        notes.append("LM head kept at 8 bits (MatMulNBits bits=8, RTN)")
+    notes.append("embeddings (Gather) stay fp32")
+    return dest
+
+
+def _big(path: Path) -> bool:
+    return sum(f.stat().st_size for f in path.parent.iterdir() if f.is_file()) > _TWO_GB
+
+
+# ---------------------------------------------------------------- onnxruntime-genai model builder
+
+
+def build_genai(
+    model_dir: Path,
+    quant: str,
+    context: int,
+    *,
+    block_size: int = 32,
+    accuracy_level: int | None = None,
+    lm_head_8bit: bool = False,
+    progress: bool = True,
+) -> tuple[Path, list[str]]:
+    """Build model_dir/onnx-genai/<quant>/ (model.onnx, model.onnx.data, genai_config.json).
+
+    Returns (path of model.onnx, notes).
+    """
+    from onnxruntime_genai.models import builder
+
+    root = model_dir / "onnx-genai"
+    root.mkdir(exist_ok=True)
+    opts = {"hf_remote": "false", "hf_token": "false"}  # local files only, no remote code
+    if quant == "int4":
+        opts.update(int4_block_size=str(block_size), int4_is_symmetric="true")
+        opts.update({"int4_accuracy_level": str(accuracy_level)} if accuracy_level is not None else {})
+        opts.update({"int4_algo_config": "rtn_last"} if lm_head_8bit else {})
+    builder.check_extra_options(opts, "cpu")
+    with tempfile.TemporaryDirectory(prefix=f".tmp-{quant}-", dir=root) as tmp:
+        out, cache = Path(tmp) / "out", Path(tmp) / "cache"
+        try:
+            with _quiet(progress):
+                builder.create_model(None, str(model_dir), str(out), quant, "cpu", str(cache), **opts)
+        except Exception as e:
+            raise ExportError(
+                f"onnxruntime-genai's builder rejected {model_dir} ({type(e).__name__}: {e})"
+            ) from e
+        _set_genai_context(out / "genai_config.json", context)
+        dest = root / quant
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(out, dest)  # the whole folder appears at once
+    notes = [
+        "onnxruntime-genai builder: GroupQueryAttention, fused QKV MatMul, RotaryEmbedding in GQA, "
+        "(Skip)SimplifiedLayerNormalization",
+        f"genai_config context_length/max_length {context}",
+    ]
+    if quant == "int4":
+        notes.append(
+            f"MatMulNBits 4-bit, block {block_size}, symmetric, accuracy_level "
+            f"{4 if accuracy_level is None else accuracy_level}"
+            + (", LM head 8-bit (rtn_last)" if lm_head_8bit else "")
+        )
+    return dest / "model.onnx", notes
+
+
+def _set_genai_context(path: Path, context: int) -> None:
+    cfg = json.loads(path.read_text())
+    cfg["model"]["context_length"] = context
+    cfg["search"]["max_length"] = context
+    path.write_text(json.dumps(cfg, indent=4))
+
+
+# ---------------------------------------------------------------- running and validating
+
+
+class OnnxLM:
+    """One ONNX causal LM under onnxruntime (CPU): full-sequence logits and greedy decoding with the KV cache.
+
+    Works for optimum's graph (with position_ids) and the genai builder's (without); past tensors start
+    empty, (1, kv_heads, 0, head_dim), and each step feeds present.{i} back as past_key_values.{i}.
+    """
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ExportError(
+                f"onnxruntime cannot load {path} ({type(e).__name__}: {e}); re-export it"
+            ) from e
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.past = [n for n in inputs if n.startswith("past_key_values.")]
+        self.present = [n.replace("past_key_values.", "present.") for n in self.past]
+        self.has_positions = "position_ids" in inputs
+        if not self.past or "input_ids" not in inputs:
+            raise ExportError(f"{path} is not a causal LM graph with a KV cache (inputs {sorted(inputs)})")
+        shape = inputs[self.past[0]].shape  # (batch, kv_heads, past_len, head_dim)
+        dtype = np.float16 if "float16" in inputs[self.past[0]].type else np.float32
+        self.empty = np.zeros((1, shape[1], 0, shape[3]), dtype=dtype)
+
+    def step(self, ids: list[int], past: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Logits (T, V) of ids after a cache of past tensors; returns the new cache too."""
+        past = past or [self.empty] * len(self.past)
+        start = past[0].shape[2]
+        feed = {
+            "input_ids": np.array([ids], dtype=np.int64),
+            "attention_mask": np.ones((1, start + len(ids)), dtype=np.int64),
+            **dict(zip(self.past, past, strict=True)),
+        }
+        if self.has_positions:
+            feed["position_ids"] = np.arange(start, start + len(ids), dtype=np.int64)[None]
+        out = self.session.run(["logits", *self.present], feed)
+        return out[0][0], out[1:]
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        return self.step(ids, None)[0].astype(np.float32)
+
+    def greedy(self, ids: list[int], n: int, eos: set[int] | None = None) -> list[int]:
+        """n new tokens: one prefill, then one token per step through the KV cache; stops after an eos."""
+        logits, past = self.step(ids, None)
+        out = []
+        for _ in range(n):
+            out.append(int(logits[-1].argmax()))
+            if eos and out[-1] in eos:
+                break
+            logits, past = self.step(out[-1:], past)
+        return out
+
+
+class Reference:
+    """Held-out token ids and PyTorch reference logits/greedy, computed once per export."""
+
+    def __init__(self, model_dir: Path, n_texts: int = 4, max_tokens: int = 128):
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        texts = va.heldout_texts(n_texts)
+        self.seqs = [tok.encode(t, add_special_tokens=False).ids[:max_tokens] for t in texts]
+        self.logits = [va.torch_logits(model_dir, ids) for ids in self.seqs]
+        self.prompt = self.seqs[0][:16]
+        self.greedy = va.torch_greedy(model_dir, self.prompt, 64)
+        eos = json.loads((model_dir / "config.json").read_text()).get("eos_token_id")
+        self.eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+
+
+def validate_onnx(path: Path, quant: str, ref: Reference) -> tuple[dict, str | None]:
+    """(metrics, gate verdict) of one ONNX artifact against the PyTorch reference."""
+    lm = OnnxLM(path)
+    # positions with a next token only, so every position has a target for ppl_ratio
+    ref_all = np.concatenate([r[:-1] for r in ref.logits])
+    test_all = np.concatenate([lm.logits(ids)[:-1] for ids in ref.seqs])
+    targets = np.concatenate([ids[1:] for ids in ref.seqs])
+    metrics = va.compare_logits(ref_all, test_all, targets)
+    metrics["positions"] = len(ref_all)
+    verdict = va.gate(quant, metrics)
+    if quant == "fp32":
+        got = lm.greedy(ref.prompt, len(ref.greedy), ref.eos)
+        metrics["greedy_match"] = got == ref.greedy
+        metrics["greedy_tokens"] = len(ref.greedy)
+        if got != ref.greedy:
+            same = [a == b for a, b in zip(got, ref.greedy, strict=False)] + [False]
+            first = same.index(False)
+            miss = f"KV-cache greedy differs from PyTorch at token {first}"
+            verdict = f"{verdict}; {miss}" if verdict else miss
+    return metrics, verdict
+
+
+def _describe(model_dir, path: Path, quant, fmt, ref, notes, progress) -> dict:
+    files = [path, *(path.parent / n for n in external_files(path))]
+    if fmt == "onnx-genai":
+        files.append(path.parent / "genai_config.json")
+    result = {
+        "format": fmt,
+        "quant": quant,
+        "path": path.relative_to(model_dir).as_posix(),
+        "bytes": sum(f.stat().st_size for f in files),
+        "files": [f.relative_to(model_dir).as_posix() for f in files],
+        "validation": None,
+        "gate": None,
+        "notes": notes,
+    }
+    if ref is not None:
+        _log(progress, f"validating {result['path']}")
+        result["validation"], result["gate"] = validate_onnx(path, quant, ref)
+        if result["gate"]:
+            _log(progress, f"{result['path']} misses its gate: {result['gate']}")
+    return result
