@@ -1,0 +1,334 @@
+"""GGUF export: a Hugging Face Llama folder -> gguf/model-<quant>.gguf (f32, f16, q8_0, q4_0, q4_k_m).
+
+    fabulist export runs/X --format gguf --quant all
+
+f32/f16 are written here with gguf-py's GGUFWriter (llama.cpp's HF converter rejects our custom BPE
+tokenizer); quantized files are made from the f32 file by llama.cpp itself (llama_model_quantize).
+Every artifact is validated with real llama.cpp against the PyTorch reference (see validate.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from fabulist.export import validate as va
+from fabulist.export.errors import ExportError
+
+QUANTS = ("f32", "f16", "q8_0", "q4_0", "q4_k_m")
+_LLAMA_FTYPE = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
+                "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}  # fmt: skip
+_HF_TO_GGUF = {  # per-layer HF tensor suffix -> llama.cpp name
+    "input_layernorm.weight": "attn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+}
+
+
+def export_gguf(
+    model_dir: Path, quants: list[str], *, validate: bool = True, progress: bool = True
+) -> list[dict]:
+    """Write model_dir/gguf/model-<quant>.gguf for each quant; one result dict per artifact."""
+    model_dir = Path(model_dir)
+    bad = [q for q in quants if q not in QUANTS]
+    if bad:
+        raise ExportError(f"unknown GGUF quant {bad}: choose from {', '.join(QUANTS)}")
+    config = _check_model_dir(model_dir)
+    out_dir = model_dir / "gguf"
+    out_dir.mkdir(exist_ok=True)
+    ref = _Reference(model_dir) if validate else None
+    f32 = out_dir / "model-f32.gguf"
+    results = []
+    try:
+        if "f32" in quants or any(q in _LLAMA_FTYPE for q in quants):
+            _log(progress, "writing f32 GGUF")
+            write_gguf(model_dir, config, f32, "f32")
+        for q in quants:
+            path = out_dir / f"model-{q}.gguf"
+            if q == "f16":
+                _log(progress, "writing f16 GGUF")
+                write_gguf(model_dir, config, path, "f16")
+            elif q in _LLAMA_FTYPE:
+                _log(progress, f"quantizing to {q}")
+                quantize(f32, path, q)
+            results.append(_describe(model_dir, path, q, ref, progress))
+    finally:
+        if "f32" not in quants:
+            f32.unlink(missing_ok=True)
+    return results
+
+
+def _log(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"[gguf] {msg}", flush=True)
+
+
+def _check_model_dir(model_dir: Path) -> dict:
+    if not (model_dir / "config.json").is_file():
+        raise ExportError(f"{model_dir} is not a model folder (no config.json): pass a trained run folder")
+    if not (model_dir / "tokenizer.json").is_file():
+        raise ExportError(f"{model_dir} has no tokenizer.json: re-save the tokenizer with the model")
+    if not list(model_dir.glob("*.safetensors")):
+        raise ExportError(f"{model_dir} has no *.safetensors weights")
+    config = json.loads((model_dir / "config.json").read_text())
+    if config.get("model_type") != "llama":
+        raise ExportError(
+            f"model_type {config.get('model_type')!r} is not 'llama': only Llama exports to GGUF"
+        )
+    return config
+
+
+# ---------------------------------------------------------------- conversion
+
+
+def permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """HF rotate-half Q/K rows -> llama.cpp interleaved rows (as convert_hf_to_gguf.py LlamaModel.permute)."""
+    out_dim = w.shape[0]
+    return w.reshape(n_head, 2, out_dim // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _load_weights(model_dir: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    weights = {}
+    for f in sorted(model_dir.glob("*.safetensors")):
+        weights.update(load_file(f))
+    return weights
+
+
+def gguf_tensors(model_dir: Path, config: dict):
+    """(llama.cpp name, f32 array) in file order."""
+    w = _load_weights(model_dir)
+    n_head, n_kv = (
+        config["num_attention_heads"],
+        config.get("num_key_value_heads", config["num_attention_heads"]),
+    )
+    yield "token_embd.weight", w["model.embed_tokens.weight"]
+    for i in range(config["num_hidden_layers"]):
+        for hf, name in _HF_TO_GGUF.items():
+            t = w[f"model.layers.{i}.{hf}"]
+            if hf.startswith("self_attn.q_proj"):
+                t = permute(t, n_head)
+            elif hf.startswith("self_attn.k_proj"):
+                t = permute(t, n_kv)
+            yield f"blk.{i}.{name}", t
+    yield "output_norm.weight", w["model.norm.weight"]
+    if not config.get("tie_word_embeddings", False) and "lm_head.weight" in w:
+        yield "output.weight", w["lm_head.weight"]
+
+
+def _add_metadata(writer, model_dir: Path, config: dict, dtype: str) -> None:
+    import gguf
+
+    n_head = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or config["hidden_size"] // n_head
+    writer.add_name(model_dir.name)
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(config.get("num_key_value_heads", n_head))
+    writer.add_rope_freq_base(float(config.get("rope_theta", 10000.0)))
+    writer.add_layer_norm_rms_eps(float(config["rms_norm_eps"]))
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
+    _add_tokenizer(writer, model_dir, config)
+
+
+def _add_tokenizer(writer, model_dir: Path, config: dict) -> None:
+    import gguf
+
+    tj = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = dict(tj["model"]["vocab"])
+    for t in tj.get("added_tokens", []):
+        vocab[t["content"]] = t["id"]
+    special = {t["id"] for t in tj.get("added_tokens", []) if t.get("special")}
+    tokens = sorted(vocab, key=vocab.get)
+    if [vocab[t] for t in tokens] != list(range(len(tokens))):
+        raise ExportError(f"{model_dir}/tokenizer.json has gaps in its token ids")
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tj["model"].get("merges", [])]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt-2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL
+                            for i in range(len(tokens))])  # fmt: skip
+    writer.add_token_merges(merges)
+    for key, add in (("bos_token_id", writer.add_bos_token_id), ("eos_token_id", writer.add_eos_token_id),
+                     ("pad_token_id", writer.add_pad_token_id)):  # fmt: skip
+        if config.get(key) is not None:
+            add(int(config[key]))
+    writer.add_add_bos_token(False)
+
+
+def write_gguf(model_dir: Path, config: dict, path: Path, dtype: str) -> None:
+    """An f32 or f16 GGUF at path, written under a temporary name and renamed when complete."""
+    import gguf
+
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        writer = gguf.GGUFWriter(tmp, "llama")
+        _add_metadata(writer, model_dir, config, dtype)
+        for name, t in gguf_tensors(model_dir, config):
+            t = t.astype(np.float16 if dtype == "f16" and t.ndim == 2 else np.float32)
+            writer.add_tensor(name, t)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file(progress=False)
+        writer.close()
+        os.replace(tmp, path)
+    except ExportError:
+        raise
+    except Exception as e:
+        raise ExportError(f"writing {path.name} failed: {type(e).__name__}: {e}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def quantize(src: Path, path: Path, quant: str) -> None:
+    """llama.cpp's own quantizer: src (f32 GGUF) -> path, via a temporary name."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, _LLAMA_FTYPE[quant])
+    params.nthread = 2
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
+        if rc != 0:
+            raise ExportError(f"llama.cpp could not quantize {src.name} to {quant} (code {rc})")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- inspection and validation
+
+
+def tensor_types(path: Path) -> dict[str, str]:
+    """Tensor name -> GGML type name, read back from the file."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(path)
+    except Exception as e:
+        raise ExportError(
+            f"{path} is not a readable GGUF file ({type(e).__name__}: {e}); re-export it"
+        ) from e
+    return {t.name: t.tensor_type.name for t in reader.tensors}
+
+
+def _fallbacks(path: Path, quant: str, config: dict) -> tuple[dict[str, int], list[str]]:
+    types = tensor_types(path)
+    counts = dict(Counter(types.values()))
+    notes = []
+    if quant == "q4_k_m":
+        odd = {n: t for n, t in types.items() if not t.endswith("_K") and t not in ("F32",)}
+        if odd:
+            kinds = "/".join(sorted(set(odd.values())))
+            rows = sorted({config["hidden_size"], config["intermediate_size"]} - {0})
+            notes.append(f"Q4_K_M: {len(odd)} tensors fell back to {kinds} because rows of "
+                         f"{'/'.join(map(str, rows))} are not all a multiple of 256")  # fmt: skip
+    return counts, notes
+
+
+def _describe(model_dir: Path, path: Path, quant: str, ref, progress: bool) -> dict:
+    config = json.loads((model_dir / "config.json").read_text())
+    fallbacks, notes = _fallbacks(path, quant, config)
+    result = {"format": "gguf", "quant": quant, "path": str(path.relative_to(model_dir)),
+              "bytes": path.stat().st_size, "validation": None, "gate": None, "notes": notes,
+              "fallbacks": fallbacks}  # fmt: skip
+    if ref is not None:
+        _log(progress, f"validating {path.name} with llama.cpp")
+        metrics = validate_gguf(path, ref, greedy=quant == "f32")
+        result["validation"] = metrics
+        misses = [va.gate(quant, metrics)]
+        if metrics["tokenizer_mismatches"]:
+            misses.append(f"tokenizer differs on {len(metrics['tokenizer_mismatches'])} probes")
+        if metrics.get("greedy_match") is False:
+            misses.append("greedy continuation differs from PyTorch")
+        result["gate"] = "; ".join(m for m in misses if m) or None
+    return result
+
+
+class _Reference:
+    """Held-out token ids and PyTorch reference logits/greedy, computed once per export."""
+
+    def __init__(self, model_dir: Path):
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.seqs = [
+            self.tokenizer.encode(t, add_special_tokens=False).ids[:128] for t in va.heldout_texts(4)
+        ]
+        self.logits = [va.torch_logits(model_dir, ids) for ids in self.seqs]
+        self.prompt = self.seqs[0][:16]
+        self.greedy = va.torch_greedy(model_dir, self.prompt, 64)
+        self.eos = json.loads((model_dir / "config.json").read_text()).get("eos_token_id")
+
+
+def _load_llama(path: Path):
+    import llama_cpp
+
+    try:
+        return llama_cpp.Llama(
+            str(path), n_ctx=512, logits_all=True, verbose=False, n_threads=2, seed=0, type_k=0, type_v=0
+        )  # f32 KV cache: f16 would cost ~1e-3 in logits
+    except Exception as e:
+        raise ExportError(f"llama.cpp cannot load {path} ({type(e).__name__}: {e}); re-export it") from e
+
+
+def _eval_logits(llm, ids: list[int]) -> np.ndarray:
+    llm.reset()
+    llm.eval(ids)
+    return np.array(llm.scores[: len(ids)], dtype=np.float32)
+
+
+def _greedy(llm, prompt: list[int], n: int, eos) -> list[int]:
+    llm.reset()
+    llm.eval(prompt)
+    out = []
+    for _ in range(n):
+        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        out.append(tok)
+        if tok == eos:
+            break
+        llm.eval([tok])
+    return out
+
+
+def validate_gguf(path: Path, ref: _Reference, greedy: bool = False) -> dict:
+    """Tokenizer parity, logit metrics against PyTorch, and (f32) greedy identity, run in llama.cpp."""
+    llm = _load_llama(path)
+    try:
+        mismatches = []
+        for text in va.TOKENIZER_PROBES:
+            ours = llm.tokenize(text.encode(), add_bos=False, special=True)
+            want = ref.tokenizer.encode(text, add_special_tokens=False).ids
+            if list(ours) != want:
+                mismatches.append(text)
+        test = np.concatenate([_eval_logits(llm, ids) for ids in ref.seqs])
+        targets = np.concatenate([ids[1:] for ids in ref.seqs])
+        keep = np.concatenate([np.arange(len(ids) - 1) + sum(map(len, ref.seqs[:i]))
+                               for i, ids in enumerate(ref.seqs)])  # fmt: skip
+        refl = np.concatenate(ref.logits)
+        metrics = va.compare_logits(refl, test)
+        metrics["ppl_ratio"] = va.compare_logits(refl[keep], test[keep], targets)["ppl_ratio"]
+        metrics["tokenizer_mismatches"] = mismatches
+        if greedy:
+            metrics["greedy_match"] = _greedy(llm, ref.prompt, len(ref.greedy), ref.eos) == ref.greedy
+        return metrics
+    finally:
+        with contextlib.suppress(Exception):
+            llm.close()
