@@ -330,6 +330,8 @@ def _elements_for(given: dict[str, str | None], random_fill: bool, seed: int | N
 @click.option("--format", "fmt", type=click.Choice(["onnx", "gguf"]), default="onnx", show_default=True)
 @click.option("--quant", type=click.Choice(["int4", "int8", "fp32", "q4_0", "q4_k_m", "q8_0", "f16", "f32"]),
               help="Default: int4 for ONNX, q4_k_m for GGUF.")  # fmt: skip
+@click.option("--graph", type=click.Choice(["auto", "genai", "optimum"]), default="auto", show_default=True,
+              help="ONNX graph: onnxruntime-genai's (fast) or optimum's; auto: the fast one.")  # fmt: skip
 @click.option("-n", "count", type=int, default=1, show_default=True, help="Completions of the same prompt.")
 @click.option("--temperature", type=float, default=0.8, show_default=True)
 @click.option("--top-p", type=float, default=0.95, show_default=True)
@@ -342,8 +344,26 @@ def _elements_for(given: dict[str, str | None], random_fill: bool, seed: int | N
 @click.option("--stream/--no-stream", default=True, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print prompt, elements and completions as JSON.")
 @click.option("--stats", is_flag=True, help="Print load time, time to first token and tokens/s.")
-def generate_cmd(beginning, model_dir, fmt, quant, count, temperature, top_p, top_k, repetition_penalty, seed,
-                 max_new_tokens, stop, threads, stream, as_json, stats, **given) -> None:  # fmt: skip
+def generate_cmd(
+    beginning,
+    model_dir,
+    fmt,
+    quant,
+    graph,
+    count,
+    temperature,
+    top_p,
+    top_k,
+    repetition_penalty,
+    seed,
+    max_new_tokens,
+    stop,
+    threads,
+    stream,
+    as_json,
+    stats,
+    **given,
+) -> None:
     """Write fables with an exported model, offline (ONNX Runtime or llama.cpp; no torch)."""
     import json
 
@@ -352,7 +372,10 @@ def generate_cmd(beginning, model_dir, fmt, quant, count, temperature, top_p, to
     from fabulist.runtime.sampling import SamplingParams
 
     if not model_dir:
-        raise click.UsageError("--model is required: no default model is installed yet")
+        raise click.UsageError(
+            "--model is required: no default model ships yet. Make one: `./quickstart.sh demo` trains "
+            "out/demo/run, then `fabulist export out/demo/run --quant int4` and pass --model out/demo/run"
+        )
     try:
         params = SamplingParams(
             temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, tuple(stop)
@@ -361,7 +384,7 @@ def generate_cmd(beginning, model_dir, fmt, quant, count, temperature, top_p, to
         raise click.UsageError(str(exc)) from None
     labels = _elements_for(given, random_fill=beginning is None, seed=seed)
     prompt = ff.prompt(labels, beginning)
-    gen = load_generator(model_dir, fmt, quant, threads)
+    gen = load_generator(model_dir, fmt, quant, threads, graph)
     if not as_json:
         for kind, label in labels.items():
             click.echo(f"{kind.capitalize()}: {label}", err=True)
@@ -390,7 +413,7 @@ def generate_cmd(beginning, model_dir, fmt, quant, count, temperature, top_p, to
             click.echo(f"note: max new tokens clipped to {c.clipped_to} by the model's context", err=True)
         if stats and not as_json:
             s = c.stats
-            timing = f"load {s['load_s']:.3f} s, first token {s['ttft_s'] * 1000:.0f} ms"
+            timing = f"{gen.artifact}: load {s['load_s']:.3f} s, first token {s['ttft_s'] * 1000:.0f} ms"
             click.echo(f"{timing}, {s['new_tokens']} tokens at {s['tokens_per_s']:,.0f} tok/s", err=True)
 
 

@@ -1,17 +1,21 @@
 """Backends for the Generator: ONNX Runtime over an optimum-layout graph, and llama.cpp over GGUF.
 
-ONNX: the graph `fabulist export` writes (`onnx/model*.onnx`): inputs input_ids, attention_mask,
-position_ids, past_key_values.{i}.key/value; outputs logits, present.{i}.key/value. The prompt is
+ONNX: either graph `fabulist export` writes — optimum's (`onnx/model*.onnx`: input_ids, attention_mask,
+position_ids, past_key_values.{i}.key/value -> logits, present.{i}.key/value) or onnxruntime-genai's
+builder graph (`onnx-genai/*/model.onnx`: the same without position_ids; rotary positions come from the
+attention mask inside GroupQueryAttention). The prompt is
 prefilled in one call; the cache then stays in ONNX Runtime's own OrtValues, bound as the next step's
 inputs through IO binding, so no step copies it through numpy. n completions of one prompt share one
 prefill: its cache is repeated n times once, then all n advance together as a batch.
 
-llama.cpp: llama-cpp-python's low-level eval with its own KV cache; one sequence at a time.
+llama.cpp: llama-cpp-python's low-level eval with its own KV cache; one sequence at a time. An f32 GGUF
+runs with an f32 KV cache (exact parity with PyTorch); the others with llama.cpp's default f16 cache.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +49,20 @@ class OnnxBackend:
             (f"past_key_values.{i}.key", f"past_key_values.{i}.value") for i in range(self.layers)
         ]
         self.present = [(f"present.{i}.key", f"present.{i}.value") for i in range(self.layers)]
+        missing = {"input_ids", *(n for pair in self.cache_names for n in pair)} - self.inputs
+        if missing:
+            raise BackendError(
+                f"{model_path} is not a KV-cache decoder for this config (no {sorted(missing)[0]})"
+            )
+        past = next(i for i in self.session.get_inputs() if i.name == "past_key_values.0.key")
+        self.dtype = np.float16 if "float16" in past.type else np.float32
         self.past: list = []
         self.length = 0
+
+    def check_vocab(self, vocab: int) -> None:
+        width = self.session.get_outputs()[0].shape[-1]
+        if isinstance(width, int) and width != vocab:
+            raise BackendError(f"the ONNX graph has {width} logits but config.json says vocab_size {vocab}")
 
     def _run(self, input_ids: np.ndarray, past: list, past_len: int) -> np.ndarray:
         batch, new = input_ids.shape
@@ -70,10 +86,10 @@ class OnnxBackend:
         self.session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
         self.past = [(outputs[1 + 2 * i], outputs[2 + 2 * i]) for i in range(self.layers)]
-        return outputs[0].numpy()[:, -1, :]
+        return outputs[0].numpy()[:, -1, :].astype(np.float32, copy=False)
 
     def start(self, prompt_ids: list[int], n: int) -> np.ndarray:
-        empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=np.float32)
+        empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=self.dtype)
         logits = self._run(np.array([prompt_ids], dtype=np.int64), [(empty, empty)] * self.layers, 0)
         self.length = len(prompt_ids)
         if n > 1:  # share the prefill: repeat the cache once, then advance as a batch
@@ -98,14 +114,29 @@ class LlamaCppBackend:
         if not Path(model_path).exists():
             raise BackendError(f"{model_path}: file not found")
         try:
-            self.llm = llama_cpp.Llama(str(model_path), n_ctx=context, n_threads=threads, verbose=False,
-                                       logits_all=False, seed=0)  # fmt: skip
+            threads = threads or os.cpu_count()  # llama-cpp-python's own default is half the cores
+            exact = {"type_k": 0, "type_v": 0} if Path(model_path).name.endswith("-f32.gguf") else {}
+            self.llm = llama_cpp.Llama(
+                str(model_path), n_ctx=context, n_threads=threads, n_threads_batch=threads,
+                verbose=False, logits_all=False, seed=0, **exact,
+            )  # fmt: skip
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"cannot load {model_path}: {exc}") from None
         self.context = context
+        self.vocab = self.llm.n_vocab()
+
+    def check_vocab(self, vocab: int) -> None:
+        if self.llm.n_vocab() != vocab:
+            raise BackendError(
+                f"the GGUF has {self.llm.n_vocab()} tokens but config.json says vocab_size {vocab}"
+            )
 
     def _last_logits(self) -> np.ndarray:
-        return np.array(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float32)[None, :]
+        # llama-cpp-python keeps no scores without logits_all; read the last row from the context itself
+        import llama_cpp
+
+        row = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(row, shape=(self.vocab,)).astype(np.float32)[None, :]
 
     def start(self, prompt_ids: list[int], n: int) -> np.ndarray:
         self.llm.reset()

@@ -48,8 +48,8 @@ class Completion:
 class Generator:
     """Text in, fables out, on one backend with its tokenizer (a `tokenizers.Tokenizer`)."""
 
-    def __init__(self, backend: Backend, tokenizer, load_seconds: float = 0.0):
-        self.backend, self.tok, self.load_seconds = backend, tokenizer, load_seconds
+    def __init__(self, backend: Backend, tokenizer, load_seconds: float = 0.0, artifact=None):
+        self.backend, self.tok, self.load_seconds, self.artifact = backend, tokenizer, load_seconds, artifact
         self.eos = tokenizer.token_to_id(ff.EOS)
         self.specials = {tokenizer.token_to_id(t) for t in ff.SPECIAL_TOKENS}
 

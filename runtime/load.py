@@ -1,6 +1,10 @@
 """Find an exported artifact in a model folder and build a Generator for it.
 
-fabulist generate --model runs/f5m --format onnx --quant int4
+    fabulist generate --model runs/f5m --format onnx --quant int4
+
+ONNX fp32 and int4 exist as two graphs: onnxruntime-genai's builder graph (`onnx-genai/<quant>/`,
+GroupQueryAttention and fused ops, several times faster to decode on CPU) and optimum's graph
+(`onnx/model*.onnx`, the one transformers.js reads). `graph="auto"` takes the fast one when it is there.
 """
 
 from __future__ import annotations
@@ -11,41 +15,76 @@ from pathlib import Path
 from fabulist.runtime.backends import BackendError, LlamaCppBackend, OnnxBackend, read_config
 from fabulist.runtime.engine import Generator
 
-ARTIFACTS = {
-    "onnx": {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx", "int4": "onnx/model_q4.onnx"},
-    "gguf": {q: f"gguf/model-{q}.gguf" for q in ("f32", "f16", "q8_0", "q4_0", "q4_k_m")},
-}
+OPTIMUM = {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx", "int4": "onnx/model_q4.onnx"}
+GENAI = {"fp32": "onnx-genai/fp32/model.onnx", "int4": "onnx-genai/int4/model.onnx"}
+GGUF = {q: f"gguf/model-{q}.gguf" for q in ("f32", "f16", "q8_0", "q4_0", "q4_k_m")}
+FORMATS = ("onnx", "gguf")
+GRAPHS = ("auto", "genai", "optimum")
 DEFAULT_QUANT = {"onnx": "int4", "gguf": "q4_k_m"}
 
 
-def artifact(model_dir: Path, fmt: str, quant: str | None) -> Path:
-    if fmt not in ARTIFACTS:
-        raise BackendError(f"unknown format {fmt!r}; choose from {', '.join(ARTIFACTS)}")
+def candidates(fmt: str, quant: str, graph: str = "auto") -> list[str]:
+    """Relative artifact paths for (format, quant), in order of preference."""
+    if fmt == "gguf":
+        return [GGUF[quant]] if quant in GGUF else []
+    order = {"auto": (GENAI, OPTIMUM), "genai": (GENAI,), "optimum": (OPTIMUM,)}[graph]
+    return [table[quant] for table in order if quant in table]
+
+
+def available(model_dir: Path) -> list[str]:
+    """'format quant' of every artifact present in the folder."""
+    found = []
+    for fmt, quants in (("onnx", OPTIMUM), ("gguf", GGUF)):
+        for quant in quants:
+            if any((model_dir / c).is_file() for c in candidates(fmt, quant)):
+                found.append(f"{fmt} {quant}")
+    return found
+
+
+def artifact(model_dir: Path, fmt: str, quant: str | None, graph: str = "auto") -> Path:
+    if fmt not in FORMATS:
+        raise BackendError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if graph not in GRAPHS:
+        raise BackendError(f"unknown graph {graph!r}; choose from {', '.join(GRAPHS)}")
     quant = quant or DEFAULT_QUANT[fmt]
-    if quant not in ARTIFACTS[fmt]:
-        raise BackendError(f"{fmt} has no quantization {quant!r}; choose from {', '.join(ARTIFACTS[fmt])}")
-    path = model_dir / ARTIFACTS[fmt][quant]
-    if not path.exists():
-        raise BackendError(
-            f"{path} does not exist; make it with `fabulist export {model_dir} --format {fmt}`"
-        )
-    return path
+    known = sorted(set(OPTIMUM) | set(GENAI)) if fmt == "onnx" else list(GGUF)
+    if quant not in known:
+        raise BackendError(f"{fmt} has no quantization {quant!r}; choose from {', '.join(known)}")
+    paths = candidates(fmt, quant, graph)
+    for rel in paths:
+        if (model_dir / rel).is_file():
+            return model_dir / rel
+    present = ", ".join(available(model_dir)) or "none"
+    want = f"{fmt} {quant}" + ("" if graph == "auto" else f" ({graph} graph)")
+    raise BackendError(
+        f"{model_dir} has no {want} artifact (present: {present}); "
+        f"make it with `fabulist export {model_dir} --format {fmt} --quant {quant}`"
+    )
 
 
 def load_generator(model_dir: str | Path, fmt: str = "onnx", quant: str | None = None,
-                   threads: int | None = None) -> Generator:  # fmt: skip
+                   threads: int | None = None, graph: str = "auto") -> Generator:  # fmt: skip
     from tokenizers import Tokenizer
 
     model_dir = Path(model_dir)
     config = read_config(model_dir)
-    path = artifact(model_dir, fmt, quant)
+    path = artifact(model_dir, fmt, quant, graph)
+    tok_path = model_dir / "tokenizer.json"
+    if not tok_path.is_file():
+        raise BackendError(f"{model_dir}: tokenizer.json is missing")
+    try:
+        tokenizer = Tokenizer.from_file(str(tok_path))
+    except Exception as exc:  # tokenizers raises a bare Exception on a malformed file
+        raise BackendError(f"{tok_path}: not a valid tokenizer ({str(exc).splitlines()[0][:120]})") from None
+    if tokenizer.get_vocab_size() > config["vocab_size"]:
+        raise BackendError(
+            f"{tok_path} has {tokenizer.get_vocab_size()} tokens but the model has {config['vocab_size']}: "
+            "the tokenizer belongs to another model"
+        )
     start = time.perf_counter()
     if fmt == "onnx":
         backend = OnnxBackend(path, config, threads)
     else:
         backend = LlamaCppBackend(path, config["max_position_embeddings"], threads)
-    tok_path = model_dir / "tokenizer.json"
-    if not tok_path.exists():
-        raise BackendError(f"{model_dir}: tokenizer.json is missing")
-    tokenizer = Tokenizer.from_file(str(tok_path))
-    return Generator(backend, tokenizer, load_seconds=time.perf_counter() - start)
+    backend.check_vocab(config["vocab_size"])
+    return Generator(backend, tokenizer, load_seconds=time.perf_counter() - start, artifact=path)

@@ -1,4 +1,5 @@
-"""A tiny exported model for runtime tests: random weights, our tokenizer, optimum's ONNX graph."""
+"""A tiny model exported by `fabulist export` itself for the runtime tests: random weights, our tokenizer,
+optimum's and onnxruntime-genai's ONNX graphs (fp32, int4) and GGUF (f32, q4_0)."""
 
 import pytest
 
@@ -7,11 +8,10 @@ from tests.export.conftest import make_model_dir
 
 @pytest.fixture(scope="session")
 def onnx_model(tmp_path_factory):
-    """A model folder with onnx/model.onnx (fp32, KV cache) exported by optimum-onnx."""
-    from optimum.exporters.onnx import main_export
+    from fabulist.export.gguf import export_gguf
+    from fabulist.export.onnx import export_onnx
 
     folder = make_model_dir(tmp_path_factory.mktemp("runtime-model"))
-    main_export(
-        str(folder), output=str(folder / "onnx"), task="text-generation-with-past", local_files_only=True
-    )
+    export_onnx(folder, ["fp32", "int4"], validate=False, progress=False)
+    export_gguf(folder, ["f32", "q4_0"], validate=False, progress=False)
     return folder

@@ -11,19 +11,40 @@ from fabulist.export.validate import torch_greedy
 from fabulist.runtime.engine import GenerationError
 from fabulist.runtime.load import load_generator
 from fabulist.runtime.sampling import SamplingParams
+from tests.export.conftest import make_model_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 PROMPT = ff.prompt({"character": "Fox", "moral": "Kindness is rewarded."})
 
 
-def test_greedy_matches_pytorch(onnx_model):
-    gen = load_generator(onnx_model, "onnx", "fp32")
+@pytest.mark.parametrize(
+    ("fmt", "quant", "graph", "path"),
+    [
+        ("onnx", "fp32", "optimum", "onnx/model.onnx"),
+        ("onnx", "fp32", "auto", "onnx-genai/fp32/model.onnx"),
+        ("gguf", "f32", "auto", "gguf/model-f32.gguf"),
+    ],
+)
+def test_greedy_matches_pytorch(onnx_model, fmt, quant, graph, path):
+    """Full precision on every backend and graph: the same greedy text as PyTorch, token for token."""
+    gen = load_generator(onnx_model, fmt, quant, graph=graph)
+    assert gen.artifact == onnx_model / path
     ids = gen.encode(PROMPT)
     out = gen.generate(PROMPT, SamplingParams(temperature=0, max_new_tokens=48))[0]
     reference = torch_greedy(onnx_model, ids, 48)
     eos = gen.eos
     assert out.tokens == [t for t in reference if t != eos][: len(out.tokens)]
     assert out.finish_reason == ("eos" if eos in reference else "length")
+    assert len(out.tokens) >= 8
+
+
+@pytest.mark.parametrize(("fmt", "quant"), [("onnx", "int4"), ("gguf", "q4_0")])
+def test_quantized_backends_generate_seeded_text(onnx_model, fmt, quant):
+    gen = load_generator(onnx_model, fmt, quant)
+    params = SamplingParams(temperature=0.9, top_p=0.9, seed=5, max_new_tokens=30)
+    first, second = gen.generate(PROMPT, params, n=2)
+    assert first.tokens and first.tokens != second.tokens
+    assert [c.tokens for c in gen.generate(PROMPT, params, n=2)] == [first.tokens, second.tokens]
 
 
 def test_batch_is_seeded_and_matches_one_by_one(onnx_model):
@@ -84,11 +105,49 @@ def test_cli_runs_without_torch_or_network(onnx_model):
 def test_cli_bad_input_is_one_line(onnx_model, tmp_path):
     cases = [
         (["--model", str(tmp_path)], f"error: {tmp_path}: no config.json"),
-        (["--model", str(onnx_model), "--format", "gguf"], "does not exist; make it with `fabulist export"),
+        (["--model", str(onnx_model), "--format", "gguf", "--quant", "q8_0"],
+         "no gguf q8_0 artifact (present: onnx fp32, onnx int4, gguf f32, gguf q4_0); make it with"),
+        (["--model", str(onnx_model), "--quant", "int8"], "no onnx int8 artifact"),
         (["--model", str(onnx_model), "--quant", "fp32", "--prompt", "fox " * 300], "the prompt is"),
-    ]
+    ]  # fmt: skip
     for args, expected in cases:
         cmd = [sys.executable, "-m", "fabulist.cli", "generate", *args]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         assert expected in result.stderr.strip().splitlines()[-1]
+
+
+def _copy(model, dest, skip=()):
+    import shutil
+
+    shutil.copytree(model, dest, ignore=shutil.ignore_patterns(*skip))
+    return dest
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "gguf"])
+def test_corrupt_or_mismatched_files_are_clear_errors(onnx_model, tmp_path, fmt):
+    from fabulist.runtime.backends import BackendError
+
+    quant = {"onnx": "fp32", "gguf": "f32"}[fmt]
+    broken = _copy(onnx_model, tmp_path / "broken")
+    path = load_generator(broken, fmt, quant).artifact
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])  # a download cut short
+    with pytest.raises(BackendError, match="cannot load"):
+        load_generator(broken, fmt, quant)
+    other = _copy(onnx_model, tmp_path / "other", skip=("tokenizer.json",))
+    big = make_model_dir(tmp_path / "big", vocab=1024)  # a tokenizer from a model with a larger vocabulary
+    (other / "tokenizer.json").write_bytes((big / "tokenizer.json").read_bytes())
+    with pytest.raises(BackendError, match="the tokenizer belongs to another model"):
+        load_generator(other, fmt, quant)
+    (other / "tokenizer.json").write_text("{not json")
+    with pytest.raises(BackendError, match="not a valid tokenizer"):
+        load_generator(other, fmt, quant)
+
+
+def test_stats_and_artifact_on_the_cli(onnx_model):
+    cmd = [sys.executable, "-m", "fabulist.cli", "generate", "--model", str(onnx_model), "--quant", "int4",
+           "--character", "fox", "--seed", "1", "--max-new-tokens", "16", "--stats"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "onnx-genai/int4/model.onnx: load" in last and "tok/s" in last and "first token" in last
