@@ -105,7 +105,11 @@ class Generator:
                 if reasons[i]:
                     picks.append(self.eos)
                     continue
-                tok = next_token(logits[i], params, rngs[i], ids + tokens[i])
+                row = logits[i]
+                if len(tokens[i]) < params.min_new_tokens:
+                    row = row.copy()
+                    row[self.eos] = -np.inf
+                tok = next_token(row, params, rngs[i], lambda i=i: ids + tokens[i])
                 picks.append(tok)
                 first = first or time.perf_counter()
                 if tok == self.eos:

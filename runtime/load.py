@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fabulist.runtime.backends import BackendError, LlamaCppBackend, OnnxBackend, read_config
+from fabulist.runtime.backends import BackendError, GenaiBackend, LlamaCppBackend, OnnxBackend, read_config
 from fabulist.runtime.engine import Generator
 
 OPTIMUM = {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx", "int4": "onnx/model_q4.onnx"}
@@ -82,7 +82,9 @@ def load_generator(model_dir: str | Path, fmt: str = "onnx", quant: str | None =
             "the tokenizer belongs to another model"
         )
     start = time.perf_counter()
-    if fmt == "onnx":
+    if fmt == "onnx" and (path.parent / "genai_config.json").is_file():
+        backend = GenaiBackend(path, config, threads)
+    elif fmt == "onnx":
         backend = OnnxBackend(path, config, threads)
     else:
         backend = LlamaCppBackend(path, config["max_position_embeddings"], threads)

@@ -38,6 +38,17 @@ def test_greedy_matches_pytorch(onnx_model, fmt, quant, graph, path):
     assert len(out.tokens) >= 8
 
 
+def test_genai_generator_samples_what_our_sampler_chose(onnx_model):
+    """The genai backend (forced logits) and a plain session on optimum's graph: same seeded batch."""
+    params = SamplingParams(temperature=1.0, top_p=0.9, seed=4, max_new_tokens=40)
+    fast = load_generator(onnx_model, "onnx", "fp32", graph="genai")
+    plain = load_generator(onnx_model, "onnx", "fp32", graph="optimum")
+    assert type(fast.backend).__name__ == "GenaiBackend" and type(plain.backend).__name__ == "OnnxBackend"
+    assert [c.tokens for c in fast.generate(PROMPT, params, n=4)] == [
+        c.tokens for c in plain.generate(PROMPT, params, n=4)
+    ]
+
+
 @pytest.mark.parametrize(("fmt", "quant"), [("onnx", "int4"), ("gguf", "q4_0")])
 def test_quantized_backends_generate_seeded_text(onnx_model, fmt, quant):
     gen = load_generator(onnx_model, fmt, quant)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from fabulist import fable_format as ff
 from fabulist.export.validate import heldout_texts
 from fabulist.runtime.detok import StreamDecoder
 from fabulist.runtime.sampling import SamplingParams, next_token
@@ -56,3 +57,44 @@ def test_streaming_never_breaks_a_character(small_tokenizer, text):
     assert "" in chunks[:-1]  # some token ended inside a character and was held back
     naive = [small_tokenizer.decode([i]) for i in ids]
     assert any("\ufffd" in piece for piece in naive)  # what a token-by-token decode would have printed
+
+
+class EosFirst:
+    """A unit-test backend whose favourite token is always end-of-text."""
+
+    context, batched = 64, True
+
+    def __init__(self, vocab: int, eos: int):
+        self.row = np.linspace(0.0, 1.0, vocab, dtype=np.float32)
+        self.row[eos] = 5.0
+
+    def start(self, prompt_ids, n):
+        return np.tile(self.row, (n, 1))
+
+    def advance(self, tokens):
+        return np.tile(self.row, (len(tokens), 1))
+
+
+def test_min_new_tokens_holds_back_end_of_text(small_tokenizer):
+    from fabulist.runtime.engine import Generator
+
+    gen = Generator(
+        EosFirst(small_tokenizer.get_vocab_size(), small_tokenizer.token_to_id(ff.EOS)), small_tokenizer
+    )
+    assert gen.generate("Once", SamplingParams(temperature=0))[0].finish_reason == "eos"
+    out = gen.generate("Once", SamplingParams(temperature=0, min_new_tokens=5), n=2)
+    assert [len(c.tokens) for c in out] == [5, 5] and {c.finish_reason for c in out} == {"eos"}
+
+
+def test_nucleus_shortcut_equals_a_full_sort():
+    from fabulist.runtime.sampling import nucleus
+
+    rng = np.random.default_rng(0)
+    for trial in range(500):
+        logits = rng.normal(0, rng.uniform(0.5, 6), 4096)
+        if trial % 3 == 0:
+            logits = np.round(logits, 1)  # many ties
+        probs, top_p = np.exp(logits - logits.max()), rng.uniform(0.1, 1.0)
+        order = np.argsort(-probs, kind="stable")
+        full = order[: int(np.searchsorted(np.cumsum(probs[order]), top_p * probs.sum())) + 1]
+        assert set(nucleus(probs, top_p).tolist()) == set(full.tolist())
