@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run Fabulist on a fresh Debian machine with Python 3.11.
 #
-#   ./quickstart.sh demo   # the main job: 100,000 fables -> stats + split -> a small model trained on them
+#   ./quickstart.sh demo   # the main job: 100,000 fables -> a small model -> INT4 export -> a fable
 #   ./quickstart.sh test   # lint and the whole test suite (slow and integration tests included)
 #
 # Both create .venv on first use and install the pinned dependencies (constraints.txt); later runs
@@ -53,11 +53,15 @@ demo() {
   "$fab" train --preset fable-1m --data "$out/split/train.parquet" --valid "$out/split/valid.parquet" \
     --out "$out/run" --context 256 --batch-size 16 --max-steps 300 --lr 3e-3 --warmup-steps 30 \
     --eval-every 100 --save-every 100 "${resume[@]}"
+  # Stage 3: INT4 ONNX + 4-bit GGUF, each validated against PyTorch, sized against a 6 GB budget.
+  "$fab" export "$out/run" --quant int4
+  # Stage 4: a fable from the torch-free runtime (onnxruntime-genai's graph, INT4), streamed.
   echo
-  echo "The model's last sample (out/demo/run/samples.jsonl), after $(wc -l < "$out/run/metrics.jsonl") steps:"
-  tail -n 1 "$out/run/samples.jsonl" | "$VENV/bin/python" -c 'import json, sys; r = json.load(sys.stdin); print(r["prompt"] + r["text"])'
+  "$fab" generate --model "$out/run" --quant int4 --character fox --moral "Kindness is rewarded." \
+    --seed 0 --max-new-tokens 300 --stats
   echo
-  echo "Loss curve: out/demo/run/loss.png; data histogram: out/demo/lengths.png"
+  echo "Loss curve: out/demo/run/loss.png; data histogram: out/demo/lengths.png;"
+  echo "artifacts and their validation: out/demo/run/export_manifest.json"
 }
 
 tests() {

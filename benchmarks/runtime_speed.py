@@ -89,6 +89,7 @@ def work_llama(model_dir: Path, artifact: str, threads: int, ids: list[int]):
     load = time.perf_counter() - t
 
     def run(n):
+        llm.reset()  # or generate() reuses the cached prompt and skips the prefill
         for i, _ in enumerate(llm.generate(ids, top_k=1, temp=0.0, reset=True), 1):
             if i == n:
                 break
@@ -174,20 +175,31 @@ def worker(args) -> None:
     print(json.dumps(result))
 
 
-def batching(gen, ids, n: int = 10) -> dict:
-    """Throughput of n sampled completions batched against the same n one after another."""
+def batching(gen, ids, n: int = 10, repeats: int = 3) -> dict:
+    """Throughput of n sampled completions batched against the same n one after another (median of
+    repeats after a warm-up of each)."""
     from fabulist.runtime.sampling import SamplingParams
 
     text = gen.tok.decode(ids, skip_special_tokens=False)
     params = SamplingParams(temperature=1.0, seed=0, max_new_tokens=DECODE, min_new_tokens=DECODE)
-    t = time.perf_counter()
-    gen.generate(text, params, n=n)
-    batched = n * DECODE / (time.perf_counter() - t)
-    t = time.perf_counter()
-    for i in range(n):
-        gen._run(text, params, [i])
-    sequential = n * DECODE / (time.perf_counter() - t)
-    return {"batched_tok_s": batched, "sequential_tok_s": sequential}
+
+    def batched():
+        gen.generate(text, params, n=n)
+
+    def sequential():
+        for i in range(n):
+            gen._run(text, params, [i])
+
+    speeds = {}
+    for name, run in (("batched_tok_s", batched), ("sequential_tok_s", sequential)):
+        run()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+        speeds[name] = n * DECODE / statistics.median(times)
+    return speeds
 
 
 # ---------------------------------------------------------------- driver

@@ -205,12 +205,34 @@ def quantize(src: Path, path: Path, quant: str) -> None:
     params.nthread = 2
     tmp = path.with_name(path.name + ".tmp")
     try:
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
+        with _c_stderr_captured() as log:  # llama.cpp prints one line per tensor; fallbacks are reported
+            rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
         if rc != 0:
-            raise ExportError(f"llama.cpp could not quantize {src.name} to {quant} (code {rc})")
+            last = (log[0].strip().splitlines() or ["no message"])[-1]
+            raise ExportError(f"llama.cpp could not quantize {src.name} to {quant} (code {rc}: {last})")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _c_stderr_captured():
+    """Send file descriptor 2 (where C libraries write) to a temporary file; yields a list that holds
+    the captured text once the block ends."""
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved, captured = os.dup(2), []
+    with tempfile.TemporaryFile() as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            f.seek(0)
+            captured.append(f.read().decode(errors="replace"))
 
 
 # ---------------------------------------------------------------- inspection and validation
@@ -269,9 +291,7 @@ class _Reference:
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self.seqs = [
-            self.tokenizer.encode(t, add_special_tokens=False).ids[:128] for t in va.heldout_texts(4)
-        ]
+        self.seqs = [self.tokenizer.encode(t, add_special_tokens=False).ids[:128] for t in va.heldout_texts()]
         self.logits = [va.torch_logits(model_dir, ids) for ids in self.seqs]
         self.prompt = self.seqs[0][:16]
         self.greedy = va.torch_greedy(model_dir, self.prompt, 64)

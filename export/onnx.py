@@ -373,7 +373,7 @@ class OnnxLM:
 class Reference:
     """Held-out token ids and PyTorch reference logits/greedy, computed once per export."""
 
-    def __init__(self, model_dir: Path, n_texts: int = 4, max_tokens: int = 128):
+    def __init__(self, model_dir: Path, n_texts: int = va.HELDOUT, max_tokens: int = 128):
         from tokenizers import Tokenizer
 
         tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
