@@ -20,7 +20,7 @@ import numpy as np
 from fabulist import fable_format as ff
 from fabulist.errors import FabulistError
 from fabulist.runtime.detok import StreamDecoder
-from fabulist.runtime.sampling import SamplingParams, next_token
+from fabulist.runtime.sampling import SamplingParams, next_tokens
 
 
 class GenerationError(FabulistError):
@@ -100,18 +100,20 @@ class Generator:
         logits = self.backend.start(ids, n)
         first = None
         for _ in range(limit):
-            picks = []
-            for i in range(n):
-                if reasons[i]:
-                    picks.append(self.eos)
-                    continue
-                row = logits[i]
-                if len(tokens[i]) < params.min_new_tokens:
-                    row = row.copy()
-                    row[self.eos] = -np.inf
-                tok = next_token(row, params, rngs[i], lambda i=i: ids + tokens[i])
-                picks.append(tok)
-                first = first or time.perf_counter()
+            live = [i for i in range(n) if not reasons[i]]
+            rows = logits[live]
+            early = [j for j, i in enumerate(live) if len(tokens[i]) < params.min_new_tokens]
+            if early:
+                rows = rows.copy()
+                rows[early, self.eos] = -np.inf
+            seen = [lambda i=i: ids + tokens[i] for i in live]
+            drawn = dict(
+                zip(live, next_tokens(rows, params, [rngs[i] for i in live], seen).tolist(), strict=True)
+            )
+            first = first or time.perf_counter()
+            picks = [drawn.get(i, self.eos) for i in range(n)]
+            for i in live:
+                tok = drawn[i]
                 if tok == self.eos:
                     reasons[i] = "eos"
                     continue

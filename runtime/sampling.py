@@ -42,24 +42,61 @@ def penalise(logits: np.ndarray, seen: np.ndarray, penalty: float) -> np.ndarray
 
 def next_token(logits: np.ndarray, params: SamplingParams, rng: np.random.Generator, seen=()) -> int:
     """One token id from a (V,) logits vector; `seen` (the ids so far) only matters with a penalty."""
+    return int(next_tokens(logits[None, :], params, [rng], [seen])[0])
+
+
+def next_tokens(
+    logits: np.ndarray, params: SamplingParams, rngs: list, seen: list | None = None
+) -> np.ndarray:
+    """One token id per row of (n, V) logits, row i drawing from rngs[i]; a batch of one gives the same
+    token as the row alone, so n sequences sampled together equal the n sampled one by one."""
     if params.repetition_penalty != 1.0:
-        seen = np.unique(np.asarray(seen() if callable(seen) else seen, dtype=np.int64))
-        logits = penalise(logits, seen, params.repetition_penalty)
+        ids = [np.unique(np.asarray(s() if callable(s) else s, dtype=np.int64)) for s in seen]
+        logits = np.stack(
+            [penalise(row, i, params.repetition_penalty) for row, i in zip(logits, ids, strict=True)]
+        )
     if params.temperature == 0:
-        return int(np.argmax(logits))
-    logits = logits.astype(np.float64) / params.temperature
-    if params.top_k and params.top_k < len(logits):
-        kth = np.partition(logits, -params.top_k)[-params.top_k]
-        logits[logits < kth] = -np.inf
-    probs = np.exp(logits - logits.max())
+        return np.argmax(logits, axis=1)
+    x = logits.astype(np.float64) / params.temperature
+    vocab = x.shape[1]
+    if params.top_k and params.top_k < vocab:
+        kth = np.partition(x, -params.top_k, axis=1)[:, -params.top_k]
+        x[x < kth[:, None]] = -np.inf
+    probs = np.exp(x - x.max(axis=1, keepdims=True))
     if params.top_p < 1.0:
-        keep = nucleus(probs, params.top_p)
-        kept = probs[keep]
-        probs = np.zeros_like(probs)
-        probs[keep] = kept
-    cumulative = np.cumsum(probs)
-    # inverse CDF: one uniform draw, as rng.choice(p=...) does, without its validation passes
-    return int(min(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"), len(probs) - 1))
+        probs = nucleus_rows(probs, params.top_p)
+    cumulative = np.cumsum(probs, axis=1)
+    # inverse CDF: one uniform draw per row, as rng.choice(p=...) does, without its validation passes
+    u = np.array([rng.random() for rng in rngs]) * cumulative[:, -1]
+    return np.minimum((cumulative <= u[:, None]).sum(axis=1), vocab - 1)
+
+
+def nucleus_rows(probs: np.ndarray, top_p: float, first: int = 64) -> np.ndarray:
+    """(n, V) probabilities with everything outside each row's nucleus (see `nucleus`) set to zero."""
+    n, vocab = probs.shape
+    out = np.zeros_like(probs)
+    if first >= vocab:
+        for j in range(n):
+            keep = nucleus(probs[j], top_p, first)
+            out[j, keep] = probs[j, keep]
+        return out
+    # the `first` most likely of every row, sorted (ties: lower id first), in one pass over the batch
+    top = np.sort(np.argpartition(-probs, first, axis=1)[:, :first], axis=1)
+    top_p_vals = np.take_along_axis(probs, top, 1)
+    rank = np.argsort(-top_p_vals, axis=1, kind="stable")
+    order, ranked = np.take_along_axis(top, rank, 1), np.take_along_axis(top_p_vals, rank, 1)
+    cumulative = np.cumsum(ranked, axis=1)
+    target = top_p * probs.sum(axis=1)
+    boundary = ranked[:, -1:]
+    whole_ties = (probs == boundary).sum(axis=1) == (top_p_vals == boundary).sum(axis=1)
+    enough = (cumulative[:, -1] >= target) & whole_ties
+    cut = (cumulative < target[:, None]).sum(axis=1) + 1
+    np.put_along_axis(out, order, np.where(np.arange(first) < cut[:, None], ranked, 0.0), axis=1)
+    for j in np.flatnonzero(~enough):  # rare: a flat distribution; sort the whole row
+        keep = nucleus(probs[j], top_p, first)
+        out[j] = 0.0
+        out[j, keep] = probs[j, keep]
+    return out
 
 
 def nucleus(probs: np.ndarray, top_p: float, first: int = 64) -> np.ndarray:

@@ -87,7 +87,7 @@ def test_min_new_tokens_holds_back_end_of_text(small_tokenizer):
 
 
 def test_nucleus_shortcut_equals_a_full_sort():
-    from fabulist.runtime.sampling import nucleus
+    from fabulist.runtime.sampling import nucleus, nucleus_rows
 
     rng = np.random.default_rng(0)
     for trial in range(500):
@@ -98,3 +98,19 @@ def test_nucleus_shortcut_equals_a_full_sort():
         order = np.argsort(-probs, kind="stable")
         full = order[: int(np.searchsorted(np.cumsum(probs[order]), top_p * probs.sum())) + 1]
         assert set(nucleus(probs, top_p).tolist()) == set(full.tolist())
+        assert set(np.flatnonzero(nucleus_rows(probs[None], top_p)[0]).tolist()) == set(full.tolist())
+
+
+def test_batched_sampling_equals_row_by_row():
+    from fabulist.runtime.sampling import next_tokens
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 3, (6, 4096))
+    logits[2] = np.round(logits[2])  # ties
+    logits[4] = rng.normal(0, 0.05, 4096)  # flat: the nucleus needs the whole row
+    for params in (SamplingParams(temperature=0.8, top_p=0.9), SamplingParams(top_k=40, top_p=0.95),
+                   SamplingParams(temperature=1.2, repetition_penalty=1.3)):  # fmt: skip
+        seen = [[1, 2, 3]] * 6
+        batch = next_tokens(logits, params, [np.random.default_rng(i) for i in range(6)], seen)
+        rows = [next_token(logits[i], params, np.random.default_rng(i), seen[i]) for i in range(6)]
+        assert batch.tolist() == rows
