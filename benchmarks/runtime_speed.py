@@ -169,9 +169,9 @@ def worker(args) -> None:
     ttfts, speeds = [r[0] for r in runs], [r[1] for r in runs]
     result = {"load_s": load, "ttft_s": statistics.median(ttfts), "decode_tok_s": statistics.median(speeds),
               "decode_spread": [min(speeds), max(speeds)], "prompt_tokens": len(ids)}  # fmt: skip
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before any batch
     if args.batch and gen is not None:
         result |= batching(gen, ids)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
 
