@@ -377,14 +377,32 @@ def compiled_loss():
 
 
 def make_optimizer(model, cfg: TrainConfig, device):
-    """AdamW with weight decay on matrices only (not norms), fused where the device supports it."""
+    """AdamW with weight decay on matrices only (not norms): fused on CUDA; foreach on CPU, where with
+    --compile the learning rate is a tensor (capturable) so one compiled step serves the whole schedule."""
     import torch
 
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    cuda = device.type == "cuda"
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=cuda, foreach=not cuda)
+    if device.type == "cuda":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    lr = torch.tensor(cfg.lr) if cfg.compile else cfg.lr
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, foreach=True, capturable=cfg.compile)
+
+
+def optimizer_step(optimizer, cfg: TrainConfig, device):
+    """optimizer.step, compiled with --compile on CPU (fuses AdamW's elementwise updates; ~1.1x a step)."""
+    import torch
+
+    return torch.compile(optimizer.step) if cfg.compile and device.type != "cuda" else optimizer.step
+
+
+def set_lr(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], float):
+            group["lr"] = lr
+        else:
+            group["lr"].fill_(lr)  # a tensor learning rate: change it in place, no recompilation
 
 
 class Loop:
@@ -398,6 +416,7 @@ class Loop:
         self.micro = cfg.batch_size // (dist.world * cfg.grad_accum)
         self.identity = {"config": cfg.identity(), "data": loaded.data_hash}
         self.loss_fn = compiled_loss() if cfg.compile else lm_loss
+        self.optimizer_step = optimizer_step(optimizer, cfg, device)
 
     def step(self, position: tuple[int, int]) -> tuple[float, tuple[int, int]]:
         """One optimizer step over the global batch; returns the mean loss and the next data position."""
@@ -460,12 +479,11 @@ class Loop:
     def one_step(self, step: int, position: tuple[int, int]) -> tuple[dict, tuple[int, int]]:
         import torch
 
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(step, self.cfg)
+        set_lr(self.optimizer, lr_at(step, self.cfg))
         t0 = time.perf_counter()
         loss, position = self.step(position)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip).item()
-        self.optimizer.step()
+        self.optimizer_step()
         self.optimizer.zero_grad(set_to_none=True)
         tokens = self.cfg.batch_size * self.context
         row = {

@@ -65,3 +65,19 @@ def test_gradient_accumulation_matches_one_big_batch(fables, tmp_path):
     for a, b in zip(losses(tmp_path / "one"), losses(tmp_path / "two"), strict=True):
         assert abs(a - b) < 1e-4
     assert one["final_train_loss"] == pytest.approx(two["final_train_loss"], abs=1e-4)
+
+
+def test_compiled_training_follows_eager_and_resumes(fables, tmp_path):
+    """--compile (loss and AdamW with a tensor learning rate) follows the eager run step for step, and a
+    compiled run stopped and resumed finishes like one straight."""
+    train(config(fables, tmp_path / "eager", eval_every=100), progress=False)
+    train(config(fables, tmp_path / "compiled", eval_every=100, compile=True, stop_after=3), progress=False)
+    done = train(
+        config(fables, tmp_path / "compiled", eval_every=100, compile=True), resume=True, progress=False
+    )
+    assert done["complete"]
+    for a, b in zip(losses(tmp_path / "eager"), losses(tmp_path / "compiled"), strict=True):
+        assert abs(a - b) < 2e-3
+    a = load_file(tmp_path / "eager" / "model.safetensors")
+    b = load_file(tmp_path / "compiled" / "model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-3
