@@ -43,7 +43,11 @@ def read_records(path: str | Path) -> list[dict]:
         import pyarrow.parquet as pq
 
         try:
-            rows = pq.read_table(path, columns=None).to_pylist()
+            schema = pq.read_schema(path)
+            wanted = [
+                c for c in ("fable", "elements", "shown", "variant", "prompt_hash") if c in schema.names
+            ]
+            rows = pq.read_table(path, columns=wanted).to_pylist()  # not the teacher's bookkeeping
         except Exception as exc:  # pyarrow raises many types for a bad file
             raise DataError(f"{path}: not a readable Parquet file ({exc.__class__.__name__})") from None
     else:
@@ -61,11 +65,20 @@ def documents(records: list[dict]) -> list[str]:
     return [ff.training_text(r) for r in records]
 
 
-def encode(tok, texts: list[str]) -> np.ndarray:
-    """One flat token stream for all documents."""
-    ids = [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
+def encode(tok, texts: list[str], chunk: int = 4096, progress: bool = False) -> np.ndarray:
+    """One flat token stream for all documents, encoded a chunk at a time (a tokenizers Encoding keeps
+    strings and offsets per token: hundreds of thousands at once would take many GB)."""
+    from tqdm import tqdm
+
     dtype = np.uint16 if tok.get_vocab_size() <= 1 << 16 else np.int32
-    return np.fromiter((t for doc in ids for t in doc), dtype=dtype, count=sum(map(len, ids)))
+    parts = []
+    bar = tqdm(total=len(texts), unit="doc", desc="tokenizing", disable=not progress or len(texts) < 50_000)
+    for start in range(0, len(texts), chunk):
+        ids = [e.ids for e in tok.encode_batch(texts[start : start + chunk], add_special_tokens=False)]
+        parts.append(np.fromiter((t for doc in ids for t in doc), dtype=dtype, count=sum(map(len, ids))))
+        bar.update(len(ids))
+    bar.close()
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
 class Blocks:

@@ -299,7 +299,7 @@ def load_data(cfg: TrainConfig, out: Path, dist: Dist, context: int) -> Loaded:
         raise TrainError(f"{cfg.data}: no fables in it")
     docs = td.documents(train_records)
     tok = _build_tokenizer(cfg, out, docs, dist, context)
-    train = td.Blocks(td.encode(tok, docs), context, cfg.seed)
+    train = td.Blocks(td.encode(tok, docs, progress=dist.main), context, cfg.seed)
     if train.count < cfg.batch_size:
         raise TrainError(
             f"{cfg.data}: {len(docs)} fables make {train.count} blocks of {context} tokens, fewer than one "
