@@ -417,6 +417,63 @@ def generate_cmd(
             click.echo(f"{timing}, {s['new_tokens']} tokens at {s['tokens_per_s']:,.0f} tok/s", err=True)
 
 
+@main.group("eval")
+def eval_group() -> None:
+    """Measure how good a model is (offline checks; no network)."""
+
+
+@eval_group.command("quality")
+@click.option(
+    "--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Exported model folder."
+)
+@click.option("--format", "fmt", type=click.Choice(["onnx", "gguf"]), default="onnx", show_default=True)
+@click.option("--quant", default="int4", show_default=True,
+              help="Artifacts, comma-separated (e.g. int4,fp32), scored on the same prompts.")  # fmt: skip
+@click.option("-n", "count", type=int, default=200, show_default=True, help="Prompts (one fable each).")
+@click.option("--temperature", type=float, default=0.8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-new-tokens", type=int, default=400, show_default=True)
+@click.option(
+    "--json", "json_out", type=click.Path(dir_okay=False), help="Write summaries and every fable here."
+)
+def eval_quality(model_dir, fmt, quant, count, temperature, seed, max_new_tokens, json_out) -> None:
+    """Judge-free quality bar on evaluation-region prompts (moral line, character, setting, moral)."""
+    import json
+
+    from fabulist.data.records import write_atomic
+    from fabulist.eval import quality as q
+    from fabulist.runtime.load import load_generator
+
+    if count < 1:
+        raise click.UsageError("-n must be at least 1")
+    results = {}
+    for one in [x.strip() for x in quant.split(",") if x.strip()]:
+        gen = load_generator(model_dir, fmt, one)
+        click.echo(f"{fmt} {one}: {gen.artifact}", err=True)
+        results[one] = q.run(gen, count, temperature, seed, max_new_tokens)
+    names = list(results)
+    click.echo(f"{'':22s}" + "".join(f"{n:>10s}" for n in names) + "   target")
+    for key, target in [*q.TARGETS.items(), ("repetition_4gram", q.MAX_REPETITION), ("distinct_2", None)]:
+        cells = "".join(f"{results[n]['summary'][key]:>10.1%}" for n in names)
+        goal = (
+            ""
+            if target is None
+            else (f"<= {target:.0%}" if key == "repetition_4gram" else f">= {target:.0%}")
+        )
+        click.echo(f"{key:22s}{cells}   {goal}")
+    for n in names:
+        misses = q.verdict(results[n]["summary"])
+        click.echo(f"{n}: " + ("quality bar holds" if not misses else "misses: " + "; ".join(misses)))
+    if len(names) > 1:
+        base = results[names[-1]]["summary"]
+        worst = max(abs(results[names[0]]["summary"][k] - base[k]) for k in q.TARGETS)
+        click.echo(f"largest gap {names[0]} vs {names[-1]}: {worst * 100:.1f} points")
+    if json_out:
+        payload = {"model": str(model_dir), "format": fmt, "n": count, "temperature": temperature,
+                   "seed": seed, "results": results}  # fmt: skip
+        write_atomic(json_out, json.dumps(payload, indent=1, ensure_ascii=False))
+
+
 def _register_data_tools() -> None:
     from fabulist.data.tools_cli import split, stats
 
