@@ -98,12 +98,19 @@ def _log(progress: bool, msg: str) -> None:
 
 
 @contextlib.contextmanager
-def _quiet(progress: bool):
-    """Swallow the exporters' chatter (prints, tqdm bars) unless progress is on."""
-    if progress:
-        yield
-        return
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+def _quiet():
+    """Swallow the exporters' own chatter (tracer warnings, per-layer prints, progress bars): the export
+    prints its own progress lines, and a failure surfaces as an ExportError with the exception's text."""
+    import warnings
+
+    # transformers' and optimum's log handlers hold the real stderr, which redirecting does not reach
+    with (
+        va.hf_quiet(),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
         yield
 
 
@@ -180,7 +187,7 @@ def _export_fp32(model_dir: Path, tmp: Path, progress: bool) -> Path:
     from optimum.exporters.onnx import main_export
 
     try:
-        with _quiet(progress):
+        with _quiet():
             main_export(
                 str(model_dir),
                 output=str(tmp),
@@ -276,7 +283,7 @@ def build_genai(
     with tempfile.TemporaryDirectory(prefix=f".tmp-{quant}-", dir=root) as tmp:
         out, cache = Path(tmp) / "out", Path(tmp) / "cache"
         try:
-            with _quiet(progress):
+            with _quiet():
                 builder.create_model(None, str(model_dir), str(out), quant, "cpu", str(cache), **opts)
         except Exception as e:
             raise ExportError(

@@ -101,6 +101,7 @@ def export_model(
 ) -> list[dict]:
     """Write and validate the requested artifacts, record them in the manifest, and return them."""
     model_dir = Path(model_dir)
+    _quiet_libraries()
     config = pl.read_config(model_dir)
     pairs = pl.plan(fmt, quant)
     limit = pl.parse_bytes(budget)
@@ -119,6 +120,15 @@ def export_model(
     artifacts = [describe(r, model_dir, config, context, limit, source) for r in results]
     write_manifest(model_dir, artifacts, context, budget)
     return artifacts
+
+
+def _quiet_libraries() -> None:
+    """ORT's quantizer configures the root logger at INFO on import and gguf-py logs every file it writes;
+    their per-tensor lines drown the export's own progress, so only their warnings are shown."""
+    import logging
+
+    for name in ("onnxruntime.quantization", "gguf", "onnxruntime_genai", "optimum"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def write_manifest(model_dir: Path, artifacts: list[dict], context: int, budget: str) -> dict:

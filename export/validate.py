@@ -12,6 +12,7 @@ For token positions i with a reference (full-precision) distribution P_i and a t
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -91,12 +92,33 @@ def gate(quant: str, metrics: dict) -> str | None:
     return "; ".join(misses) or None
 
 
-def torch_logits(model_dir: str | Path, token_ids: list[int]) -> np.ndarray:
-    """PyTorch fp32 logits (T, V) of one token sequence: the reference every artifact is held to."""
+@contextlib.contextmanager
+def hf_quiet():
+    """transformers' errors only: no advice about the sampling flags greedy decoding does not use."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def load_reference(model_dir: str | Path):
+    """The PyTorch fp32 model."""
     import torch
     from transformers import LlamaForCausalLM
 
-    model = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    with hf_quiet():
+        return LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+
+def torch_logits(model_dir: str | Path, token_ids: list[int]) -> np.ndarray:
+    """PyTorch fp32 logits (T, V) of one token sequence: the reference every artifact is held to."""
+    import torch
+
+    model = load_reference(model_dir)
     with torch.no_grad():
         return model(input_ids=torch.tensor([token_ids])).logits[0].numpy()
 
@@ -104,10 +126,9 @@ def torch_logits(model_dir: str | Path, token_ids: list[int]) -> np.ndarray:
 def torch_greedy(model_dir: str | Path, token_ids: list[int], n: int = 64) -> list[int]:
     """PyTorch greedy continuation (new token ids only), stopping at end of text."""
     import torch
-    from transformers import LlamaForCausalLM
 
-    model = LlamaForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
-    with torch.no_grad():
+    model = load_reference(model_dir)
+    with torch.no_grad(), hf_quiet():
         config = model.config
         out = model.generate(torch.tensor([token_ids]), max_new_tokens=n, do_sample=False,
                              eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id)  # fmt: skip
