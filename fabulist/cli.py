@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -419,7 +420,7 @@ def generate_cmd(
 
 @main.group("eval")
 def eval_group() -> None:
-    """Measure how good a model is (offline checks; no network)."""
+    """Measure how good a model is: judge-free checks offline, an LLM judge when one is configured."""
 
 
 @eval_group.command("quality")
@@ -472,6 +473,182 @@ def eval_quality(model_dir, fmt, quant, count, temperature, seed, max_new_tokens
         payload = {"model": str(model_dir), "format": fmt, "n": count, "temperature": temperature,
                    "seed": seed, "results": results}  # fmt: skip
         write_atomic(json_out, json.dumps(payload, indent=1, ensure_ascii=False))
+
+
+def _judge_options(f):
+    """The options that configure the LLM judge (shared by `eval run` and `eval judge`)."""
+    options = [
+        click.option("--judge", "use_judge", is_flag=True, help="Judge with the default model (OpenAI)."),
+        click.option("--judge-base-url", help="OpenAI-compatible judge endpoint (implies --judge)."),
+        click.option("--judge-model", help="Judge model (implies --judge; default gpt-4.1)."),
+        click.option(
+            "--judge-cache", type=click.Path(dir_okay=False), help="Default: OUT/judge-cache.sqlite"
+        ),
+        click.option(
+            "--concurrency", type=int, default=4, show_default=True, help="Judge requests in flight."
+        ),
+        click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per request."),
+        click.option("--max-retries", type=int, default=4, show_default=True, help="Retries per grade."),
+        click.option("--backoff", type=float, default=1.0, show_default=True, help="Base retry delay (s)."),
+        click.option(
+            "--prices", type=click.Path(dir_okay=False), help="JSON price table {model: [in, out]}."
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _maybe_judge(out, use_judge, judge_base_url, judge_model, judge_cache, concurrency, timeout, max_retries,
+                 backoff, prices, seed=0, required=False) -> None:  # fmt: skip
+    from fabulist.eval import grading
+    from fabulist.eval import judge as jd
+
+    if not (use_judge or judge_base_url or judge_model or required):
+        return
+    judge = jd.Judge(judge_model or jd.DEFAULT_MODEL, judge_base_url, concurrency=concurrency,
+                     timeout=timeout, max_retries=max_retries, backoff=backoff, seed=seed)  # fmt: skip
+    s = grading.run(out, judge, judge_cache, prices)
+    click.echo(
+        f"judge {s['judge_model']}: {s['graded']} graded, {s['failures']} failures, "
+        f"{s['requests']} requests, {s['cache_hits']} cache hits, "
+        f"{s['input_tokens']:,}+{s['output_tokens']:,} tokens, ${s['cost_usd']:.4f}",
+        err=True,
+    )
+
+
+def _echo_report(out) -> None:
+    from fabulist.eval import report as rp
+
+    rp.write(out)
+    click.echo((Path(out) / "report.md").read_text(encoding="utf-8"))
+
+
+@eval_group.command("run")
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Model folder.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["onnx", "gguf", "torch"]), default="onnx", show_default=True
+)
+@click.option("--quant", help="Artifact quantization (default: int4 for ONNX, q4_k_m for GGUF).")
+@click.option("-n", "count", type=int, default=10, show_default=True, help="Completions per prompt.")
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-p", type=float, default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-new-tokens", type=int, default=400, show_default=True)
+@click.option("--limit", type=int, help="Only the first N prompts of the evaluation set.")
+@click.option("--threads", type=int, help="CPU threads for the backend.")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Run folder, e.g. runs/eval/int4."
+)
+@_judge_options
+def eval_run(model_dir, fmt, quant, count, temperature, top_p, seed, max_new_tokens, limit, threads, out,
+             **judge) -> None:  # fmt: skip
+    """Completions for the curated evaluation prompts (resumable), an optional judge, and the report."""
+    from fabulist.eval import generate
+
+    if fmt == "torch" and quant:
+        raise click.UsageError("--quant applies to onnx and gguf artifacts, not to --format torch")
+    r = generate.run(
+        model_dir, out, fmt, quant, count, temperature, top_p, seed, max_new_tokens, limit, threads
+    )
+    click.echo(f"{r['written']} completions written, {r['skipped']} prompts already done, in {out}", err=True)
+    _maybe_judge(out, seed=seed, **judge)
+    _echo_report(out)
+
+
+@eval_group.command("judge")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--seed", type=int, default=0, show_default=True, help="Judge seed.")
+@_judge_options
+def eval_judge(run_dir, seed, **judge) -> None:
+    """Judge the completions of a run (cached: a rerun sends no request) and rewrite its report."""
+    _maybe_judge(run_dir, seed=seed, required=True, **judge)
+    _echo_report(run_dir)
+
+
+@eval_group.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+def eval_report(run_dir) -> None:
+    """Rebuild report.json, report.md and report.png of a run from its files."""
+    _echo_report(run_dir)
+
+
+@eval_group.command("compare")
+@click.argument("run_a", type=click.Path(file_okay=False, exists=True))
+@click.argument("run_b", type=click.Path(file_okay=False, exists=True))
+@click.option("--margin", type=float, default=0.3, show_default=True, help="Points on the 1-10 scale.")
+@click.option("--out", type=click.Path(file_okay=False), help="Default: next to RUN_B, named A-vs-B.")
+def eval_compare(run_a, run_b, margin, out) -> None:
+    """Paired per-prompt differences B - A with bootstrap CIs and a verdict (e.g. fp32 against int4)."""
+    from fabulist.eval import compare
+
+    click.echo(compare.run(run_a, run_b, margin, out)["markdown"])
+
+
+@main.group("bench")
+def bench_group() -> None:
+    """Stage 5a: speed and memory across formats, sizes and peers; what fits a memory budget."""
+
+
+def _csv(text: str | None) -> tuple[str, ...] | None:
+    return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
+
+
+@bench_group.command("run")
+@click.option("--quick", is_flag=True, help="CI: the whole suite on a tiny random model (a minute or two).")
+@click.option(
+    "--model", "model_dir", type=click.Path(file_okay=False), help="A trained, exported model folder."
+)
+@click.option(
+    "--presets", help="Random-weight presets, comma-separated (default: fable-1m ... mobilellm-350m)."
+)
+@click.option("--threads", default="1,2", show_default=True, help="Thread counts, comma-separated.")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Repetitions after one warm-up.")
+@click.option("--rows", help="Only these rows (names as in the table), comma-separated.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Results [default: benchmarks/results; --quick: benchmarks/work/quick].")  # fmt: skip
+@click.option("--work", type=click.Path(file_okay=False), default="benchmarks/work", show_default=True,
+              help="Where random-weight models are built and exported (kept for reruns).")  # fmt: skip
+def bench_run(quick, model_dir, presets, threads, repeats, rows, out, work) -> None:
+    """Measure load, TTFT, prefill and decode speed, peak RSS; write JSON, Markdown and plots."""
+    from pathlib import Path
+
+    from fabulist.bench import suite
+
+    out = Path(out or ("benchmarks/work/quick" if quick else "benchmarks/results"))
+    opts = suite.quick_options(out, Path(work)) if quick else suite.Options(out=out, work=Path(work))
+    opts.model = Path(model_dir) if model_dir else None
+    opts.presets = (_csv(presets) or ()) if presets is not None else opts.presets
+    if not quick:
+        opts.threads, opts.repeats = tuple(int(t) for t in _csv(threads) or ("1",)), repeats
+    if rows:
+        unknown = [r for r in _csv(rows) if r not in suite.ROWS]
+        if unknown:
+            raise click.UsageError(f"unknown row {unknown[0]!r}; choose from {', '.join(suite.ROWS)}")
+        opts.rows = _csv(rows)
+    results = suite.run_suite(opts)
+    click.echo((out / "results.md").read_text())
+    click.echo(f"wrote {out}/results.json, results.md and plots in {results['seconds']:.0f} s", err=True)
+
+
+@bench_group.command("fit")
+@click.option("--budget", default="6GB", show_default=True, help="Device memory, e.g. 6GB, 3.5GiB.")
+@click.option("--context", type=int, help="Context length (default: each preset's own).")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False),
+              default="benchmarks/results/results.json", show_default=True,
+              help="A benchmark run's results.json: measured overhead, estimate vs measured.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def bench_fit(budget, context, results_path, as_json) -> None:
+    """Per format, the largest preset and the longest context that fit a memory budget."""
+    import json
+    from pathlib import Path
+
+    from fabulist.bench import fit
+
+    if context is not None and context < 1:
+        raise click.UsageError("--context must be at least 1")
+    rows, measured, text = fit.fit_report(budget, context, Path(results_path) if results_path else None)
+    click.echo(json.dumps({"fit": rows, "measured": measured}, indent=1) if as_json else text)
 
 
 def _register_data_tools() -> None:

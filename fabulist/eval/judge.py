@@ -1,0 +1,206 @@
+"""An LLM judge over any OpenAI-compatible endpoint: four 1-10 scores, an age group and a rationale.
+
+    fabulist eval judge runs/eval/int4 --judge-model gpt-4.1 [--judge-base-url http://127.0.0.1:8080/v1]
+
+The rubric and prompt are versioned data (`data/judge.json`). Requests run at temperature 0 with a seed
+and ask for structured output: OpenAI's `json_schema` first; if the server refuses it (HTTP 400/422),
+`json_object` with a `schema` (llama.cpp's server); if that is refused too, plain text. Every reply goes
+through `parse`, which accepts one schema-valid JSON object (in code fences or prose too) and nothing
+else: two different candidate grades, or none, is a parse failure, retried, then counted as a judge
+failure and never scored. The story sits between markers with marker-like text inside it defused, so a
+completion that addresses the judge cannot change how the reply is parsed.
+
+Transport is the data stage's `APITeacher`: the key from OPENAI_API_KEY only, bounded concurrency,
+retries with backoff and jitter on 429/5xx/timeouts/malformed replies, honouring Retry-After.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import threading
+from functools import cache
+from importlib import resources
+
+from fabulist.data.teachers import api
+from fabulist.data.teachers.base import Budget, Outcome, TeacherError
+
+DEFAULT_MODEL = "gpt-4.1"
+DIMENSIONS = ("grammar", "creativity", "consistency", "plot")
+AGE_GROUPS = {"A": "3 or under", "B": "4-5", "C": "6-7", "D": "8-9", "E": "10-12", "F": "13-16"}
+MODES = ("json_schema", "json_object", "text")
+
+
+@cache
+def spec() -> dict:
+    """The judge prompt: {'version', 'system', 'user', 'schema'}."""
+    return json.loads((resources.files("fabulist.eval") / "data" / "judge.json").read_text(encoding="utf-8"))
+
+
+def defuse(story: str) -> str:
+    """The story with anything that could pass for a marker broken up, so it cannot end its own block."""
+    return re.sub(r"<{3,}|>{3,}", lambda m: " ".join(m.group(0)), story)
+
+
+def messages(task: str, story: str) -> list[dict]:
+    s = spec()
+    user = s["user"].replace("{task}", task).replace("{story}", defuse(story))
+    return [{"role": "system", "content": s["system"]}, {"role": "user", "content": user}]
+
+
+def validate(obj) -> dict | None:
+    """A normalised grade, or None when obj is not one (scores must be whole numbers 1-10)."""
+    if not isinstance(obj, dict) or not all(k in obj for k in (*DIMENSIONS, "age_group")):
+        return None
+    grade = {}
+    for dim in DIMENSIONS:
+        value = obj[dim]
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            return None
+        if not 1 <= value <= 10:
+            return None
+        grade[dim] = int(value)
+    age = str(obj["age_group"]).strip().upper()[:1]
+    if age not in AGE_GROUPS:
+        return None
+    grade["age_group"] = age
+    grade["rationale"] = str(obj.get("rationale", ""))[:1000]
+    return grade
+
+
+def _objects(text: str):
+    """Every balanced {...} substring that json.loads accepts (string-aware brace matching)."""
+    for start in (i for i, ch in enumerate(text) if ch == "{"):
+        depth, in_str, escape = 0, False, False
+        for end in range(start, len(text)):
+            ch = text[end]
+            if in_str:
+                escape, in_str = (False, in_str) if escape else (ch == "\\", ch != '"')
+                continue
+            if ch == '"':
+                in_str = True
+            elif ch in "{}":
+                depth += 1 if ch == "{" else -1
+                if depth == 0:
+                    with contextlib.suppress(ValueError):
+                        yield json.loads(text[start : end + 1])
+                    break
+
+
+def parse(text: str) -> dict | None:
+    """The one grade in a judge reply, or None (no grade, or several that disagree)."""
+    try:
+        whole = validate(json.loads(text))
+    except ValueError:
+        whole = None
+    if whole is not None:
+        return whole
+    found = {json.dumps(g, sort_keys=True) for g in map(validate, _objects(text)) if g is not None}
+    return json.loads(found.pop()) if len(found) == 1 else None
+
+
+def response_format(mode: str) -> dict | None:
+    schema = spec()["schema"]
+    if mode == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "fable_grade", "strict": True, "schema": schema},
+        }
+    if mode == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return None
+
+
+class Judge(api.APITeacher):
+    """Grades items {'task', 'story', ...} with `outcomes(items, budget)` (the teacher's thread pool)."""
+
+    name = "judge"
+
+    def __init__(self, model: str = DEFAULT_MODEL, base_url: str | None = None, *, concurrency: int = 4,
+                 timeout: float = 120.0, max_retries: int = 4, backoff: float = 1.0, seed: int = 0,
+                 max_tokens: int = 400):  # fmt: skip
+        if not os.environ.get("OPENAI_API_KEY") and not (base_url or os.environ.get("OPENAI_BASE_URL")):
+            raise TeacherError(
+                "OPENAI_API_KEY is not set (needed for the OpenAI judge; or pass --judge-base-url)"
+            )
+        super().__init__(model, base_url, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+                         backoff=backoff, temperature=0.0, max_tokens=max_tokens, seed=seed)  # fmt: skip
+        self.mode = 0  # index into MODES: the strongest structured output the server has not refused
+        self._mode_lock = threading.Lock()
+
+    @property
+    def params(self) -> dict:
+        """What goes into the cache key besides model, URL, prompt version, task and story."""
+        return {k: v for k, v in self.sampling.items() if v is not None}
+
+    def _create(self, msgs: list[dict]):
+        """One request; a refused response_format steps down to the next mode and asks again."""
+        oa = self._openai
+        while True:
+            mode = self.mode
+            fmt = response_format(MODES[mode])
+            extra = {"response_format": fmt} if fmt else {}
+            try:
+                return self.client.chat.completions.create(
+                    model=self.model, messages=msgs, **self.params, **extra
+                )
+            except (oa.BadRequestError, oa.UnprocessableEntityError):
+                if mode == len(MODES) - 1:
+                    raise
+                with self._mode_lock:
+                    self.mode = max(self.mode, mode + 1)
+
+    def _call(self, item: dict) -> tuple[dict, str, int, int]:
+        """One grade -> (grade, model, input tokens, output tokens); raises api._Retryable or _Rejected."""
+        oa = self._openai
+        try:
+            reply = self._create(messages(item["task"], item["story"]))
+        except (oa.RateLimitError, oa.InternalServerError) as exc:
+            raise api._Retryable(f"HTTP {exc.status_code}", api.retry_after(exc.response.headers)) from None
+        except oa.APITimeoutError:
+            raise api._Retryable("timeout") from None
+        except oa.APIConnectionError:
+            raise api._Retryable("connection error") from None
+        except oa.APIStatusError as exc:
+            if exc.status_code in (408, 409) or exc.status_code >= 500:
+                raise api._Retryable(
+                    f"HTTP {exc.status_code}", api.retry_after(exc.response.headers)
+                ) from None
+            raise api._Rejected(f"HTTP {exc.status_code}: {exc.message}"[:300]) from None
+        except (json.JSONDecodeError, oa.APIResponseValidationError):
+            raise api._Retryable("malformed JSON reply") from None
+        if not getattr(reply, "choices", None):
+            raise api._Retryable("reply without choices")
+        choice = reply.choices[0]
+        grade = parse((choice.message.content or "") if choice.message else "")
+        if grade is None:
+            raise api._Retryable("unparseable grade")
+        usage = reply.usage
+        n_in, n_out = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+        return grade, reply.model or self.model, n_in, n_out
+
+    def write(self, item: dict, budget: Budget) -> Outcome:
+        """Grade one item, retrying transient failures and unparseable replies; never raises for those."""
+        import time
+
+        for attempt in range(self.max_retries + 1):
+            try:
+                grade, model, n_in, n_out = self._call(item)
+            except api._Retryable as exc:
+                if attempt == self.max_retries:
+                    return Outcome(
+                        item, error=f"{exc} (gave up after {attempt + 1} attempts)", attempts=attempt + 1
+                    )
+                time.sleep(self._delay(attempt, exc.wait))
+                continue
+            except api._Rejected as exc:
+                return Outcome(item, error=str(exc), attempts=attempt + 1)
+            with self._lock:
+                budget.add(n_in, n_out)
+            record = {"grade": grade, "judge": model, "input_tokens": n_in, "output_tokens": n_out}
+            return Outcome(item, record=record, attempts=attempt + 1)
+        raise AssertionError("unreachable")

@@ -1,0 +1,60 @@
+"""The data stage's fault-injecting server (`tests.data.fault_server`) speaking as a judge.
+
+Every reply that would have been a fable is a grade instead. Fault tags ("[[fault:429x2]]" ...) work as
+there; judge tags in the story choose the reply: "[[judge:garbage]]" prose with no JSON, "[[judge:fenced]]"
+a grade in a ```json fence with prose around it, "[[judge:echo]]" prose quoting the story's text and
+then a grade (two candidate objects when the story holds one). `refuse` lists response_format types the
+server answers with HTTP 400 (as a server without structured output would). `bodies` keeps every request.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+from tests.data.fault_server import FABLE, FaultServer, _Handler
+
+GRADE = {"grammar": 7, "creativity": 5, "consistency": 8, "plot": 6, "age_group": "C", "rationale": "Fine."}
+
+
+def story_of(user: str) -> str:
+    return re.search(r"<<<STORY>>>\n(.*)\n<<<END STORY>>>", user, re.S).group(1)
+
+
+def answer(body: dict) -> str:
+    user = body["messages"][-1]["content"]
+    grade = json.dumps(GRADE)
+    if "[[judge:garbage]]" in user:
+        return "What a lovely story! I would give it a good score."
+    if "[[judge:fenced]]" in user:
+        return f"Here is my grade:\n```json\n{grade}\n```\nThank you."
+    if "[[judge:echo]]" in user:
+        return f"The story says: {story_of(user)}\nMy grade: {grade}"
+    return grade
+
+
+class _JudgeHandler(_Handler):
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        self._body = json.loads(raw)
+        with self.server.lock:
+            self.server.bodies.append(self._body)
+        kind = (self._body.get("response_format") or {}).get("type")
+        if kind in self.server.refuse:
+            return self._send(400, b'{"error": {"message": "response_format is not supported"}}')
+        self.rfile = io.BytesIO(raw)
+        return super().do_POST()
+
+    def _reply(self, model: str, content: str, finish: str = "stop") -> bytes:
+        if content == FABLE:
+            content = answer(self._body)
+        return super()._reply(model, content, finish)
+
+
+class JudgeServer(FaultServer):
+    def __init__(self, refuse=(), **kwargs):
+        super().__init__(**kwargs)
+        self.RequestHandlerClass = _JudgeHandler
+        self.refuse = set(refuse)
+        self.bodies: list[dict] = []
