@@ -93,7 +93,7 @@ def nucleus_rows(probs: np.ndarray, top_p: float, first: int = 64) -> np.ndarray
     cut = (cumulative < target[:, None]).sum(axis=1) + 1
     np.put_along_axis(out, order, np.where(np.arange(first) < cut[:, None], ranked, 0.0), axis=1)
     for j in np.flatnonzero(~enough):  # rare: a flat distribution; sort the whole row
-        keep = nucleus(probs[j], top_p, first)
+        keep = _sorted_nucleus(probs[j], target[j])
         out[j] = 0.0
         out[j, keep] = probs[j, keep]
     return out
@@ -115,5 +115,10 @@ def nucleus(probs: np.ndarray, top_p: float, first: int = 64) -> np.ndarray:
             probs[top] == boundary
         ):
             return order[: int(np.searchsorted(cumulative, target)) + 1]
+    return _sorted_nucleus(probs, target)
+
+
+def _sorted_nucleus(probs: np.ndarray, target: float) -> np.ndarray:
+    """The nucleus by a full stable sort of the row: the smallest prefix whose mass reaches target."""
     order = np.argsort(-probs, kind="stable")
     return order[: int(np.searchsorted(np.cumsum(probs[order]), target)) + 1]
