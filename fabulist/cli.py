@@ -327,7 +327,8 @@ def _elements_for(given: dict[str, str | None], random_fill: bool, seed: int | N
 @click.option("--resolution")
 @click.option("--moral")
 @click.option("--prompt", "beginning", help="A story beginning to continue.")
-@click.option("--model", "model_dir", type=click.Path(file_okay=False), help="Exported model folder.")
+@click.option("--model", "model_dir", help="Exported model folder or embedded model name (default: the "
+              "embedded fable-5m; see `fabulist models`).")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["onnx", "gguf"]), default="onnx", show_default=True)
 @click.option("--quant", type=click.Choice(["int4", "int8", "fp32", "q4_0", "q4_k_m", "q8_0", "f16", "f32"]),
               help="Default: int4 for ONNX, q4_k_m for GGUF.")  # fmt: skip
@@ -369,14 +370,11 @@ def generate_cmd(
     import json
 
     from fabulist import fable_format as ff
+    from fabulist.runtime.embedded import resolve
     from fabulist.runtime.load import load_generator
     from fabulist.runtime.sampling import SamplingParams
 
-    if not model_dir:
-        raise click.UsageError(
-            "--model is required: no default model ships yet. Make one: `./quickstart.sh demo` trains "
-            "out/demo/run, then `fabulist export out/demo/run --quant int4` and pass --model out/demo/run"
-        )
+    model_dir = resolve(model_dir)
     try:
         params = SamplingParams(
             temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, tuple(stop)
@@ -418,6 +416,54 @@ def generate_cmd(
             click.echo(f"{timing}, {s['new_tokens']} tokens at {s['tokens_per_s']:,.0f} tok/s", err=True)
 
 
+@main.group("models", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@click.pass_context
+def models_group(ctx, as_json) -> None:
+    """The models that ship in the package: name, size, artifacts, provenance (and `pack` to add one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import json
+
+    from fabulist.runtime.embedded import MODELS, describe, embedded
+
+    rows = [describe(p) for p in embedded().values()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo(f"no embedded models in {MODELS}")
+    for r in rows:
+        mark = " (default)" if r["default"] else ""
+        click.echo(f"{r['name']}{mark}: {r['bytes'] / 1e6:.1f} MB in {r['path']}")
+        if r["parameters"]:
+            size = f"{r['parameters'] / 1e6:.2f}M parameters, {r['tokens_seen']:,} tokens"
+            click.echo(
+                f"  {r['preset']}, {size}, valid ppl {r['valid_ppl']:.2f}, data {r['data_sha256'][:12]}"
+            )
+        for a in r["artifacts"]:
+            click.echo(f"  {a}")
+        if r["card"]:
+            click.echo(f"  model card: {r['card']}")
+
+
+@models_group.command("pack")
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--name", required=True, help="Folder name under the destination, e.g. fable-5m.")
+@click.option("--quality", "quality_path", required=True, type=click.Path(dir_okay=False),
+              help="`fabulist eval quality --quant int4,fp32 --json` output for this run.")  # fmt: skip
+@click.option("--reproduce", "reproduce_path", required=True, type=click.Path(dir_okay=False),
+              help="The script of commands that made the model (copied in, quoted in the card).")  # fmt: skip
+@click.option("--dest", type=click.Path(file_okay=False), help="Default: the runtime package's models/.")
+def models_pack(run, name, quality_path, reproduce_path, dest) -> None:
+    """Copy an exported run's INT4 ONNX (both graphs) and 4-bit GGUF into a shippable folder with a card."""
+    from fabulist.export.pack import pack
+    from fabulist.runtime.embedded import MODELS
+
+    final = pack(run, name, dest or MODELS, quality_path, reproduce_path)
+    click.echo(f"packed {name} into {final} (model card: {final / 'README.md'})")
+
+
 @main.group("eval")
 def eval_group() -> None:
     """Measure how good a model is: judge-free checks offline, an LLM judge when one is configured."""
@@ -425,7 +471,11 @@ def eval_group() -> None:
 
 @eval_group.command("quality")
 @click.option(
-    "--model", "model_dir", required=True, type=click.Path(file_okay=False), help="Exported model folder."
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Exported model folder or embedded model name.",
 )
 @click.option("--format", "fmt", type=click.Choice(["onnx", "gguf"]), default="onnx", show_default=True)
 @click.option("--quant", default="int4", show_default=True,
@@ -443,10 +493,12 @@ def eval_quality(model_dir, fmt, quant, count, temperature, seed, max_new_tokens
 
     from fabulist.data.records import write_atomic
     from fabulist.eval import quality as q
+    from fabulist.runtime.embedded import resolve
     from fabulist.runtime.load import load_generator
 
     if count < 1:
         raise click.UsageError("-n must be at least 1")
+    model_dir = resolve(model_dir)
     results = {}
     for one in [x.strip() for x in quant.split(",") if x.strip()]:
         gen = load_generator(model_dir, fmt, one)

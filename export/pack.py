@@ -1,0 +1,235 @@
+"""Pack an exported run into a model folder that ships inside the runtime package, with its model card.
+
+    fabulist models pack runs/default --name fable-5m --quality quality.json --reproduce reproduce.sh
+
+What ships is what the torch-free runtime and the browser demo load: onnxruntime-genai's INT4 graph (the
+fast default), optimum's INT4 graph (transformers.js), a 4-bit GGUF (llama.cpp), the config and tokenizer.
+Everything else a run holds (checkpoints, fp32 weights, the other quantizations) stays behind; the card
+still lists their validation, because that is how the shipped ones were chosen.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from fabulist.export.errors import ExportError
+from fabulist.export.run import table
+
+SHIP = ("onnx-genai/int4", "onnx/model_q4.onnx", "gguf/model-q4_k_m.gguf")
+META = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+        "special_tokens_map.json", "loss.png")  # fmt: skip
+MAX_BYTES = 25_000_000
+SAMPLES = 10
+
+
+def _size(path: Path) -> int:
+    return (
+        sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        if path.is_dir()
+        else path.stat().st_size
+    )
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ExportError(f"{path} is missing: {what}") from None
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def check_quality(quality: dict, path: Path) -> tuple[str, str]:
+    """The (quantized, reference) result names of a `fabulist eval quality --json` file."""
+    results = quality.get("results")
+    if not isinstance(results, dict) or not results:
+        raise ExportError(
+            f"{path}: no results; write it with `fabulist eval quality --quant int4,fp32 --json`"
+        )
+    if "int4" not in results:
+        raise ExportError(f"{path} has no int4 results (has {', '.join(results)}); the card reports int4")
+    ref = "fp32" if "fp32" in results else "int4"
+    return "int4", ref
+
+
+def valid_curve(metrics: Path) -> list[tuple[int, int, float]]:
+    """(step, tokens, validation ppl) at each evaluation of the run."""
+    rows = []
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            row = json.loads(line)
+            if "valid_ppl" in row:
+                rows.append((row["step"], row["tokens"], row["valid_ppl"]))
+    return rows
+
+
+def quality_table(quality: dict, quant: str, ref: str) -> str:
+    from fabulist.eval import quality as q
+
+    a, b = quality["results"][quant]["summary"], quality["results"][ref]["summary"]
+    lines = [f"| check | target | {quant} | {ref} | gap (points) |", "|---|---|---:|---:|---:|"]
+    goals = [(k, f">= {t:.0%}") for k, t in q.TARGETS.items()]
+    goals += [("repetition_4gram", f"<= {q.MAX_REPETITION:.0%}"), ("distinct_2", "reported")]
+    for key, goal in goals:
+        gap = (a[key] - b[key]) * 100
+        lines.append(f"| {key} | {goal} | {a[key]:.1%} | {b[key]:.1%} | {gap:+.1f} |")
+    return "\n".join(lines)
+
+
+def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dict], quality: dict,
+         reproduce: str, total: int) -> str:  # fmt: skip
+    from fabulist.eval import quality as q
+
+    quant, ref = check_quality(quality, Path("quality.json"))
+    summary = quality["results"][quant]["summary"]
+    misses = q.verdict(summary)
+    worst = max(abs(summary[k] - quality["results"][ref]["summary"][k]) for k in q.TARGETS) * 100
+    curve = valid_curve(run / "metrics.jsonl")
+    hours = training["wall_seconds"] / 3600
+    lines = [
+        f"# {name}: the default Fabulist fable model",
+        "",
+        f"A {training['parameters'] / 1e6:.1f}M-parameter Llama ({training['preset']}) trained by Fabulist "
+        f"on {training['documents']:,} procedural fables, exported to INT4 ONNX and a 4-bit GGUF. It ships "
+        "inside the runtime package, so `fabulist generate` writes fables offline with no `--model`.",
+        "",
+        "```",
+        "fabulist generate --character fox --moral 'Kindness is rewarded.' --stats",
+        f"fabulist generate --model {name} --format gguf --stats   # llama.cpp",
+        "```",
+        "",
+        "## Files",
+        "",
+        "| file | bytes | format | validation vs PyTorch (KLD / top-1) |",
+        "|---|---:|---|---|",
+    ]
+    for a in shipped:
+        v = a.get("validation") or {}
+        val = f"{v['kld']:.4f} / {v['top1']:.1%}" if "kld" in v else "-"
+        lines.append(f"| `{a['path']}` | {a['bytes']:,} | {a['format']} {a['quant']} | {val} |")
+    lines += [
+        "",
+        f"In all {total / 1e6:.1f} MB with config and tokenizer (the limit in git is "
+        f"{MAX_BYTES / 1e6:.0f} MB; INT8 and fp32 stay behind for size).",
+        "",
+        "## Training",
+        "",
+        f"- preset `{training['preset']}`, {training['parameters']:,} parameters, "
+        f"format `{training['format']}`",
+        f"- data: `{Path(training['data']).name}`, sha256 `{training['data_sha256']}`, "
+        f"{training['documents']:,} fables",
+        f"- {training['steps']:,} steps, {training['tokens_seen']:,} tokens seen, wall time "
+        f"{training['wall_seconds']:,.0f} s ({hours:.1f} h) on {training['device']} x{training['processes']}",
+        f"- final train loss {training['final_train_loss']:.3f}, validation loss "
+        f"{training['final_valid_loss']:.3f}, **validation perplexity {training['final_valid_ppl']:.2f}**",
+        "",
+        "![loss curve](loss.png)",
+        "",
+    ]
+    if curve:
+        lines += ["| step | tokens | valid ppl |", "|---:|---:|---:|"]
+        stride = max(1, len(curve) // 8)
+        picked = curve[::stride] + ([curve[-1]] if (len(curve) - 1) % stride else [])
+        lines += [f"| {s:,} | {t:,} | {p:.3f} |" for s, t, p in picked]
+        lines.append("")
+    lines += [
+        "## Export validation (all artifacts of the run, 12 held-out fables)",
+        "",
+        "```",
+        table(manifest["artifacts"]),
+        "```",
+        "",
+        "## Quality bar",
+        "",
+        f"{quality['n']} element combinations from the reserved evaluation region (never in training), one "
+        f"fable each at temperature {quality['temperature']}, seed {quality['seed']}, through the runtime "
+        f"(`fabulist eval quality`). Matching rules are in `fabulist/eval/quality.py`: the moral line is the "
+        "last line starting `Moral:`; character and setting match as whole words (or the plural); the moral "
+        "counts as stated when the line holds it verbatim or at least 70% of its content-word stems.",
+        "",
+        quality_table(quality, quant, ref),
+        "",
+        f"Verdict for {quant}: "
+        + ("the quality bar holds." if not misses else "misses " + "; ".join(misses) + "."),
+        f" Largest {quant} vs {ref} gap on the four checks: {worst:.1f} points (target: within 3).",
+        "",
+        f"## {SAMPLES} unedited samples (evaluation-region prompts, {quant}, T={quality['temperature']})",
+        "",
+    ]
+    from fabulist import fable_format as ff
+
+    for i, row in enumerate(quality["results"][quant]["rows"][:SAMPLES], 1):
+        labels = ff.labels_for(row["ids"])
+        head = "; ".join(f"{k}: {v}" for k, v in labels.items())
+        lines += [f"**{i}.** _{head}_", "", *(f"> {x}" if x else ">" for x in row["fable"].splitlines()), ""]
+    lines += [
+        "## Reproduce",
+        "",
+        "From a clone of the repository (`./quickstart.sh test` sets up `.venv`); seeds are fixed, so the "
+        "data and its hash repeat exactly; training on another machine gives close, not bit-identical, "
+        "weights.",
+        "",
+        "```bash",
+        reproduce.strip(),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def pack(run: str | Path, name: str, dest_root: str | Path, quality_path: str | Path,
+         reproduce_path: str | Path, max_bytes: int = MAX_BYTES) -> Path:  # fmt: skip
+    """Copy the shippable artifacts of an exported run into dest_root/name with a README.md model card."""
+    run, dest_root = Path(run), Path(dest_root)
+    quality_path, reproduce_path = Path(quality_path), Path(reproduce_path)
+    if not run.is_dir():
+        raise ExportError(f"{run} is not a folder")
+    training = _read_json(run / "training.json", "train the model to completion first")
+    manifest = _read_json(
+        run / "export_manifest.json", f"export it first: fabulist export {run} --quant int4"
+    )
+    quality = _read_json(quality_path, "write it with `fabulist eval quality --quant int4,fp32 --json FILE`")
+    check_quality(quality, quality_path)
+    if not reproduce_path.is_file():
+        raise ExportError(f"{reproduce_path} is missing: the commands that reproduce the model")
+    missing = [p for p in (*SHIP, *META) if not (run / p).exists()]
+    if missing:
+        raise ExportError(f"{run} lacks {', '.join(missing)}; run `fabulist export {run} --quant int4` first")
+    by_path = {a["path"]: a for a in manifest["artifacts"]}
+    shipped = [a for p, a in by_path.items() if any(p == s or p.startswith(s + "/") for s in SHIP)]
+    failed = [a["path"] for a in shipped if a.get("gate")]
+    if failed:
+        raise ExportError(f"{', '.join(failed)} missed the validation gate; not shipping it")
+    total = sum(_size(run / p) for p in (*SHIP, *META))
+    if total > max_bytes:
+        raise ExportError(
+            f"the model would take {total / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit"
+        )
+
+    dest_root.mkdir(parents=True, exist_ok=True)
+    final = dest_root / name
+    tmp = dest_root / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for rel in (*SHIP, *META):
+        src, dst = run / rel, tmp / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    shutil.copy2(reproduce_path, tmp / "reproduce.sh")
+    shipped_manifest = {**manifest, "model": name, "artifacts": shipped}
+    (tmp / "export_manifest.json").write_text(json.dumps(shipped_manifest, indent=1))
+    record = {**training, "data": Path(training["data"]).name}  # no local paths in a shipped file
+    (tmp / "training.json").write_text(json.dumps(record, indent=1))
+    summaries = {k: {"summary": v["summary"]} for k, v in quality["results"].items()}
+    (tmp / "quality.json").write_text(json.dumps({**quality, "model": name, "results": summaries}, indent=1))
+    text = card(name, run, record, manifest, shipped, quality, reproduce_path.read_text(), total)
+    (tmp / "README.md").write_text(text)
+    old = dest_root / f".{name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
