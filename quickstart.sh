@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run Fabulist on a fresh Debian machine with Python 3.11.
 #
-#   ./quickstart.sh demo   # the main job: 100,000 fables -> a small model -> INT4 export -> a fable
+#   ./quickstart.sh demo   # the main job: a fable from the embedded model, then 100,000 fables ->
+#                          # a small model -> INT4 export -> a fable from it
 #   ./quickstart.sh test   # lint and the whole test suite (slow and integration tests included)
 #
 # Both create .venv on first use and install the pinned dependencies (constraints.txt); later runs
@@ -43,6 +44,10 @@ setup() {
 demo() {
   local out=out/demo fab=$VENV/bin/fabulist
   mkdir -p "$out"
+  # First, a fable from the model that ships in the package (fable-5m, INT4), offline, random elements.
+  "$fab" generate --stats
+  echo
+  # Then the whole path on this machine, in minutes: data -> a small model -> INT4 export -> a fable.
   # Stage 1: 100,000 prompts -> 100,000 fables (offline procedural teacher) -> stats -> train/valid split.
   "$fab" data prompts --count 100000 --seed 0 -o "$out/prompts.jsonl"
   "$fab" data generate --prompts "$out/prompts.jsonl" -o "$out/fables.jsonl" --teacher procedural
