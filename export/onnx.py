@@ -8,6 +8,7 @@ transformers.js reads unchanged; int8 is ORT dynamic quantization of the MatMul 
 MatMulNBits (block-wise, symmetric). With fast=True the onnxruntime-genai model builder also writes
 `onnx-genai/fp32/` and `onnx-genai/int4/` (GroupQueryAttention, fused QKV, SkipSimplifiedLayerNorm,
 MatMulNBits): the same model, several times faster to decode on CPU, run by onnxruntime-genai or plain ORT.
+`fable_format.json` beside them describes the prompt format, for readers without Python (transformers.js).
 Every artifact is validated with onnxruntime against the PyTorch reference (see validate.py).
 """
 
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fabulist import fable_format as ff
+from fabulist.data.records import write_atomic
 from fabulist.export import validate as va
 from fabulist.export.errors import ExportError
 
@@ -83,6 +86,7 @@ def export_onnx(
         for q, (path, notes) in built.items():
             dest = commit(path, out_dir / FILES[q])
             results.append(_describe(model_dir, dest, q, "onnx", ref, notes, progress))
+    write_prompt_format(model_dir)
     if fast:
         opts = dict(block_size=block_size, accuracy_level=accuracy_level, lm_head_8bit=lm_head_8bit)
         for q in [q for q in GENAI_QUANTS if q in quants]:
@@ -90,6 +94,13 @@ def export_onnx(
             dest, notes = build_genai(model_dir, q, context, progress=progress, **opts)
             results.append(_describe(model_dir, dest, q, "onnx-genai", ref, notes, progress))
     return results
+
+
+def write_prompt_format(model_dir: Path) -> Path:
+    """fable_format.json: the prompt format the model was trained with, as data (fable_format.describe)."""
+    path = model_dir / ff.DESCRIPTION_FILE
+    write_atomic(path, json.dumps(ff.describe(), indent=1, ensure_ascii=False) + "\n")
+    return path
 
 
 def _log(progress: bool, msg: str) -> None:

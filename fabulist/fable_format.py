@@ -20,7 +20,9 @@ text:
 
 At generation time the prompt is the same text up to and including `<|story|>` (plus a beginning, when
 one is given), and generation stops at `<|endoftext|>`. This module is pure Python: the torch-free
-runtime imports it too.
+runtime imports it too. `fabulist export` writes `describe()` beside the model as `fable_format.json`, so
+that readers in other languages (the mobile demo in `android-demo/`) build the same prompts from the
+exported folder alone.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ EOS = "<|endoftext|>"
 PAD = "<|pad|>"
 SPECIAL_TOKENS = (EOS, BOS, STORY, PAD)  # EOS first: it gets id 0 and also separates packed documents
 FORMAT_VERSION = "fabulist-format-1"
+DESCRIPTION_FILE = "fable_format.json"
 
 
 def header(labels: Mapping[str, str]) -> str:
@@ -59,3 +62,24 @@ def training_text(record: Mapping) -> str:
     """The document a fable record is trained as (see the module docstring)."""
     shown = () if record.get("variant") == "beginning" else record.get("shown") or el.KINDS
     return prompt(labels_for(record["elements"], shown)) + record["fable"].strip() + EOS
+
+
+def describe() -> dict:
+    """This format as data: the special tokens, the header's field order and the labels each field can take.
+
+    prompt = bos + line_separator.join(field_template with {label}, {value} for each shown field, in this
+    order) + story + beginning; the fable ends at eos.
+    """
+    return {
+        "format": FORMAT_VERSION,
+        "bos": BOS,
+        "story": STORY,
+        "eos": EOS,
+        "pad": PAD,
+        "field_template": "{label}: {value}",
+        "line_separator": "\n",
+        "fields": [
+            {"kind": kind, "label": kind.capitalize(), "choices": [el.label(kind, e) for e in el.load(kind)]}
+            for kind in el.KINDS
+        ],
+    }

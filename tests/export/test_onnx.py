@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from fabulist import fable_format as ff
 from fabulist.export.errors import ExportError
 from fabulist.export.onnx import OnnxLM, Reference, export_onnx, load_proto, validate_onnx
 
@@ -47,6 +48,7 @@ def test_layout_and_no_temp_files(exported):
     assert res["onnx", "int4"]["bytes"] < res["onnx", "int8"]["bytes"] < res["onnx", "fp32"]["bytes"]
     genai = json.loads((model_dir / "onnx-genai/fp32/genai_config.json").read_text())
     assert genai["model"]["context_length"] == 256
+    assert json.loads((model_dir / "fable_format.json").read_text()) == ff.describe()
 
 
 def test_fp32_parity_and_kv_greedy(exported):
