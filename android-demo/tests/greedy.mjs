@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+// Greedy fables from an exported model folder with transformers.js on onnxruntime-web's WebAssembly
+// backend, the runtime the app uses on a phone, here in Node:
+//
+//   node tests/greedy.mjs --model DIR --labels '[{"character": "Fox"}, {}]' --quants int4,int8,fp32 --max 40
+//
+// Prompts are built by the app's own prompt.js from the folder's fable_format.json. Prints one JSON object:
+// {prompts: [...], results: {int4: [{prompt_ids, tokens}, ...], ...}} for tests/android/test_web.py to
+// compare with the Python runtime, token for token.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-web';
+import { buildPrompt } from '../app/prompt.js';
+import { QUANTS } from '../scripts/build.mjs';
+
+// transformers.js in Node picks onnxruntime-node; handing it onnxruntime-web instead runs the same wasm
+// kernels as the browser (the hook transformers.js reads: globalThis[Symbol.for('onnxruntime')]).
+globalThis[Symbol.for('onnxruntime')] = ort;
+const { AutoModelForCausalLM, AutoTokenizer, env } = await import('@huggingface/transformers');
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dist = path.join(ROOT, 'node_modules', 'onnxruntime-web', 'dist');
+ort.env.wasm.wasmPaths = {
+  mjs: new URL(`file://${dist}/ort-wasm-simd-threaded.mjs`).href,
+  wasm: new URL(`file://${dist}/ort-wasm-simd-threaded.wasm`).href,
+};
+ort.env.wasm.numThreads = 1;
+env.useWasmCache = false;
+env.allowRemoteModels = false;
+
+function parseArgs(argv) {
+  const opts = { model: null, labels: [{}], quants: Object.keys(QUANTS), max: 40 };
+  for (let i = 0; i < argv.length; i += 2) {
+    const [key, value] = [argv[i], argv[i + 1]];
+    if (key === '--model') opts.model = path.resolve(value);
+    else if (key === '--labels') opts.labels = JSON.parse(value);
+    else if (key === '--quants') opts.quants = value.split(',');
+    else if (key === '--max') opts.max = Number(value);
+    else throw new Error(`unknown argument ${key}`);
+  }
+  if (!opts.model) throw new Error('--model DIR is required');
+  return opts;
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  env.localModelPath = path.dirname(opts.model);
+  const id = path.basename(opts.model);
+  const format = JSON.parse(fs.readFileSync(path.join(opts.model, 'fable_format.json'), 'utf8'));
+  const prompts = opts.labels.map((labels) => buildPrompt(format, labels));
+  const tokenizer = await AutoTokenizer.from_pretrained(id);
+  const results = {};
+  for (const quant of opts.quants) {
+    const model = await AutoModelForCausalLM.from_pretrained(id, { dtype: QUANTS[quant].dtype, device: 'auto', session_options: { executionProviders: ['wasm'] } });
+    const eos = new Set([model.generation_config.eos_token_id].flat().map(Number));
+    results[quant] = [];
+    for (const prompt of prompts) {
+      const inputs = tokenizer(prompt, { add_special_tokens: false });
+      const out = await model.generate({ ...inputs, max_new_tokens: opts.max, do_sample: false });
+      const ids = Array.from(out.data, Number);
+      const n = inputs.input_ids.dims.at(-1);
+      results[quant].push({ prompt_ids: ids.slice(0, n), tokens: ids.slice(n).filter((t) => !eos.has(t)) });
+    }
+    await model.dispose();
+  }
+  console.log(JSON.stringify({ prompts, results }));
+}
+
+main().catch((err) => {
+  console.error(`greedy: ${err.stack ?? err}`);
+  process.exit(1);
+});

@@ -1,0 +1,59 @@
+"""The mobile demo (android-demo/): a tiny exported model, the web app built from it, and the tools both need.
+
+`./quickstart.sh test` installs the tools (Debian's chromium and Android build tools, `npm ci` in
+android-demo/); without them these tests fail and say what to install.
+"""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.export.conftest import make_model_dir
+
+DEMO = Path(__file__).resolve().parents[2] / "android-demo"
+INSTALL = "run ./quickstart.sh test, which installs it (or: cd android-demo && npm ci)"
+
+
+def need_node() -> None:
+    if not shutil.which("node"):
+        pytest.fail(f"node is not installed: {INSTALL}")
+    for pkg in ("@huggingface/transformers", "onnxruntime-web", "playwright-core"):
+        if not (DEMO / "node_modules" / pkg / "package.json").is_file():
+            pytest.fail(f"android-demo/node_modules has no {pkg}: {INSTALL}")
+
+
+def run_node(*args: str, timeout: int = 600) -> dict:
+    """Run a script of android-demo/ with node and return the JSON object it prints last."""
+    need_node()
+    proc = subprocess.run(["node", *args], cwd=DEMO, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"node {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def build_app(model: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    need_node()
+    args = ["node", "scripts/build.mjs", "--model", str(model), "--out", str(out), *extra]
+    return subprocess.run(args, cwd=DEMO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory):
+    """A tiny random model exported as `fabulist export` does for transformers.js: fp32, int8 and int4."""
+    from fabulist.export.onnx import export_onnx
+
+    folder = make_model_dir(tmp_path_factory.mktemp("demo-model"))
+    export_onnx(folder, ["fp32", "int8", "int4"], validate=False, progress=False, fast=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def web_app(demo_model, tmp_path_factory):
+    """The web app built from the tiny model (every precision)."""
+    out = tmp_path_factory.mktemp("web") / "www"
+    proc = build_app(demo_model, out)
+    assert proc.returncode == 0, proc.stderr
+    return out
