@@ -9,6 +9,8 @@
 // 3. a long run, Stop after a few tokens: it stops and nothing more arrives
 // 4. stop the server, reload (everything now comes from the service worker), generate again, greedy: the
 //    same fable; then once more with the app's sampling settings (temperature 0.8), and take the screenshot
+// With --apk-origin (and --dir the APK's assets/www): the app at the origin the APK's WebView serves,
+// where it registers no service worker; greedy generation only.
 // Every request the browser makes is recorded; anything not to this machine also goes to a proxy that
 // refuses it and writes it down. Prints one JSON object for the caller (tests/android/test_web.py) to check.
 import fs from 'node:fs';
@@ -23,16 +25,23 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TIMEOUT = 180_000;
 // What works here as root with Debian's chromium: no sandbox, no GPU, and none of Chrome's own
 // background traffic (updates, sync, field trials), which this machine's closed network refuses.
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-default-apps',
-  '--disable-client-side-phishing-detection', '--allow-browser-signin=false', '--no-pings', '--disable-domain-reliability', '--disable-extensions',
-  '--disable-features=AutofillServerCommunication,OptimizationHints,Translate,MediaRouter,NetworkTimeServiceQuerying,AccountConsistency,SigninInterceptBubble'];
+const CHROMIUM_ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-default-apps', '--disable-extensions',
+  '--disable-client-side-phishing-detection', '--allow-browser-signin=false', '--no-pings',
+  '--disable-domain-reliability',
+  '--disable-features=AutofillServerCommunication,OptimizationHints,Translate,MediaRouter,' +
+    'NetworkTimeServiceQuerying,AccountConsistency,SigninInterceptBubble',
+];
 
 function parseArgs(argv) {
   const opts = { dir: path.join(ROOT, 'dist'), labels: {}, greedy: 24, stopAt: 180, sample: 120, screenshot: null };
   for (let i = 0; i < argv.length; i += 2) {
     const [key, value] = [argv[i], argv[i + 1]];
-    if (key === '--dir') opts.dir = path.resolve(value);
+    if (key === '--apk-origin') {
+      opts.apkOrigin = true;
+      i -= 1;
+    } else if (key === '--dir') opts.dir = path.resolve(value);
     else if (key === '--labels') opts.labels = JSON.parse(value);
     else if (key === '--greedy') opts.greedy = Number(value);
     else if (key === '--stop-at') opts.stopAt = Number(value);
@@ -116,74 +125,110 @@ async function generate(page, { stopAfter = null } = {}) {
   return result;
 }
 
-async function main() {
-  const opts = parseArgs(process.argv.slice(2));
-  const proxy = await refusingProxy();
-  const site = await serve({ dir: opts.dir, port: 0 });
+// The APK's WebView serves the app at this origin (android/smali/.../AssetClient.smali); --apk-origin maps
+// the name to the local server so that the app runs as it does there (no service worker) in Chromium.
+const APK_HOST = 'appassets.androidplatform.net';
+
+async function launch(proxyPort, extraArgs) {
   // a profile of its own, not an incognito context: Chrome never offers to install from incognito
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'fabulist-e2e-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
     // loopback never goes through a proxy: everything else would, and is refused and recorded
-    args: [...CHROMIUM_ARGS, `--proxy-server=http://127.0.0.1:${proxy.port}`],
+    args: [...CHROMIUM_ARGS, `--proxy-server=http://127.0.0.1:${proxyPort}`, ...extraArgs],
     viewport: { width: 412, height: 915 },
     deviceScaleFactor: 2,
     isMobile: true,
     hasTouch: true,
   });
-  const out = { url: site.url };
   const requests = [];
+  context.on('request', (r) => requests.push(r.url()));
+  const page = context.pages()[0] ?? (await context.newPage());
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  const close = async () => {
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  };
+  return { context, page, requests, errors, close };
+}
+
+/** The whole story on a local server: install, generate, stop, offline. */
+async function webRun(opts, site, { context, page, requests }, out) {
+  await page.goto(site.url);
+  await waitIdle(page);
+  out.status = await page.textContent('#status');
+  out.precisions = await page.$$eval('#quant option', (os) => os.map((o) => o.value));
+  const cdp = await context.newCDPSession(page);
+  out.installabilityErrors = (await cdp.send('Page.getInstallabilityErrors')).installabilityErrors;
+  out.manifestErrors = (await cdp.send('Page.getAppManifest')).errors;
+
+  await pick(page, opts.labels);
+  out.picked = await page.$$eval('#elements select', (ss) => Object.fromEntries(ss.map((s) => [s.dataset.kind, s.value])));
+  await settings(page, { temperature: 0, maxTokens: opts.greedy });
+  out.greedy = await generate(page);
+
+  await settings(page, { temperature: 0, maxTokens: opts.stopAt });
+  out.stopped = await generate(page, { stopAfter: 5 });
+
+  await page.waitForFunction(() => document.body.dataset.offline, null, { timeout: TIMEOUT });
+  out.offlineQuant = await page.evaluate(() => document.body.dataset.offline);
+  await site.close();
+  out.serverDown = await fetch(site.url).then(() => false, () => true);
+  const before = requests.length;
+  await page.reload();
+  await waitIdle(page);
+  await pick(page, opts.labels);
+  await settings(page, { temperature: 0, maxTokens: opts.greedy });
+  out.offline = await generate(page);
+  out.offlineRequests = requests.length - before;
+  await settings(page, { temperature: 0.8, maxTokens: opts.sample });
+  out.sampled = await generate(page);
+}
+
+/** The app at the APK's origin: it must not register a service worker, and must generate all the same. */
+async function apkRun(opts, site, { page }, out) {
+  out.url = `http://${APK_HOST}:${new URL(site.url).port}/index.html`;
+  await page.goto(out.url);
+  await waitIdle(page);
+  out.status = await page.textContent('#status');
+  out.precisions = await page.$$eval('#quant option', (os) => os.map((o) => o.value));
+  await pick(page, opts.labels);
+  out.picked = await page.$$eval('#elements select', (ss) => Object.fromEntries(ss.map((s) => [s.dataset.kind, s.value])));
+  await settings(page, { temperature: 0, maxTokens: opts.greedy });
+  out.greedy = await generate(page);
+  out.serviceWorkers = await page.evaluate(async () => (await navigator.serviceWorker.getRegistrations()).length);
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const proxy = await refusingProxy();
+  const site = await serve({ dir: opts.dir, port: 0 });
+  const origin = `http://${APK_HOST}:${new URL(site.url).port}`;
+  const extra = opts.apkOrigin
+    ? [`--host-resolver-rules=MAP ${APK_HOST} 127.0.0.1`, `--proxy-bypass-list=${APK_HOST}`,
+      `--unsafely-treat-insecure-origin-as-secure=${origin}`] // the APK's origin is https
+    : [];
+  const browser = await launch(proxy.port, extra);
+  const out = { url: site.url };
   try {
-    context.on('request', (r) => requests.push(r.url()));
-    const page = context.pages()[0] ?? (await context.newPage());
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(String(e)));
-
-    await page.goto(site.url);
-    await waitIdle(page);
-    out.status = await page.textContent('#status');
-    out.precisions = await page.$$eval('#quant option', (os) => os.map((o) => o.value));
-    const cdp = await context.newCDPSession(page);
-    out.installabilityErrors = (await cdp.send('Page.getInstallabilityErrors')).installabilityErrors;
-    out.manifestErrors = (await cdp.send('Page.getAppManifest')).errors;
-
-    await pick(page, opts.labels);
-    out.picked = await page.$$eval('#elements select', (ss) => Object.fromEntries(ss.map((s) => [s.dataset.kind, s.value])));
-    await settings(page, { temperature: 0, maxTokens: opts.greedy });
-    out.greedy = await generate(page);
-
-    await settings(page, { temperature: 0, maxTokens: opts.stopAt });
-    out.stopped = await generate(page, { stopAfter: 5 });
-
-    await page.waitForFunction(() => document.body.dataset.offline, null, { timeout: TIMEOUT });
-    out.offlineQuant = await page.evaluate(() => document.body.dataset.offline);
-    await site.close();
-    out.serverDown = await fetch(site.url).then(() => false, () => true);
-    const before = requests.length;
-    await page.reload();
-    await waitIdle(page);
-    await pick(page, opts.labels);
-    await settings(page, { temperature: 0, maxTokens: opts.greedy });
-    out.offline = await generate(page);
-    out.offlineRequests = requests.length - before;
-    await settings(page, { temperature: 0.8, maxTokens: opts.sample });
-    out.sampled = await generate(page);
-    await page.$eval('#settings', (d) => (d.open = false));
+    await (opts.apkOrigin ? apkRun : webRun)(opts, site, browser, out);
+    await browser.page.$eval('#settings', (d) => (d.open = false));
     if (opts.screenshot) {
-      await page.screenshot({ path: opts.screenshot, fullPage: true });
+      await browser.page.screenshot({ path: opts.screenshot, fullPage: true });
       out.screenshot = opts.screenshot;
     }
-    out.pageErrors = errors;
+    out.pageErrors = browser.errors;
   } finally {
-    await context.close();
+    await browser.close();
     await site.close();
     proxy.server.close();
-    fs.rmSync(profile, { recursive: true, force: true });
   }
-  const local = (u) => /^(blob|data):/.test(u) || ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(u).hostname);
-  out.requests = requests.length;
-  out.nonLocalRequests = requests.filter((u) => !local(u));
+  const hosts = ['127.0.0.1', 'localhost', '[::1]', ...(opts.apkOrigin ? [APK_HOST] : [])];
+  const local = (u) => /^(blob|data):/.test(u) || hosts.includes(new URL(u).hostname);
+  out.requests = browser.requests.length;
+  out.nonLocalRequests = browser.requests.filter((u) => !local(u));
   out.proxyAsked = proxy.asked;
   console.log(JSON.stringify(out));
 }

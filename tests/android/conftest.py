@@ -14,6 +14,10 @@ import pytest
 from tests.export.conftest import make_model_dir
 
 DEMO = Path(__file__).resolve().parents[2] / "android-demo"
+# Chrome's own services, which the browser process calls by itself whatever the page does; the page's,
+# worker's and service worker's requests are checked separately (all of them must be local).
+CHROME_SERVICES = {"update.googleapis.com", "accounts.google.com", "clients2.google.com",
+                   "content-autofill.googleapis.com"}  # fmt: skip
 INSTALL = "run ./quickstart.sh test, which installs it (or: cd android-demo && npm ci)"
 
 
@@ -38,6 +42,22 @@ def build_app(model: Path, out: Path, *extra: str) -> subprocess.CompletedProces
     need_node()
     args = ["node", "scripts/build.mjs", "--model", str(model), "--out", str(out), *extra]
     return subprocess.run(args, cwd=DEMO, capture_output=True, text=True, timeout=300)
+
+
+def python_greedy(model_dir, quant: str, prompt: str, n: int) -> tuple[list[int], list[int]]:
+    """(prompt ids, greedy tokens) from the torch-free runtime on optimum's graph, as transformers.js."""
+    from fabulist.runtime.load import load_generator
+    from fabulist.runtime.sampling import SamplingParams
+
+    gen = load_generator(model_dir, "onnx", quant, graph="optimum")
+    done = gen.generate(prompt, SamplingParams(temperature=0.0, max_new_tokens=n))[0]
+    return gen.encode(prompt), done.tokens
+
+
+def outside(asked: list[str]) -> list[str]:
+    """What the refusing proxy of tests/e2e.mjs was asked for, less Chrome's own services."""
+    hosts = [r.removeprefix("CONNECT ").split("://")[-1].split("/")[0].split(":")[0] for r in asked]
+    return [r for r, h in zip(asked, hosts, strict=True) if h not in CHROME_SERVICES]
 
 
 @pytest.fixture(scope="session")

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from fabulist import fable_format as ff
-from fabulist.runtime.load import load_generator
-from fabulist.runtime.sampling import SamplingParams
-from tests.android.conftest import DEMO, build_app, run_node
+from tests.android.conftest import DEMO, build_app, outside, python_greedy, run_node
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -23,17 +21,6 @@ LABELS = [
     {"character": "Owl", "moral": "Honesty is the best policy."},
     {},
 ]  # fmt: skip
-# Chrome's own services, which the browser process calls by itself whatever the page does; the page's,
-# worker's and service worker's requests are checked separately (all of them must be local).
-CHROME_SERVICES = {"update.googleapis.com", "accounts.google.com", "clients2.google.com",
-                   "content-autofill.googleapis.com"}  # fmt: skip
-
-
-def python_greedy(model_dir, quant: str, prompt: str, n: int) -> tuple[list[int], list[int]]:
-    """(prompt ids, greedy tokens) from the torch-free runtime on optimum's graph, as transformers.js."""
-    gen = load_generator(model_dir, "onnx", quant, graph="optimum")
-    done = gen.generate(prompt, SamplingParams(temperature=0.0, max_new_tokens=n))[0]
-    return gen.encode(prompt), done.tokens
 
 
 def test_transformersjs_greedy_equals_python_runtime(demo_model):
@@ -53,11 +40,6 @@ def _png_size(path) -> tuple[int, int]:
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     return struct.unpack(">II", head[16:24])
-
-
-def _outside(requests: list[str]) -> list[str]:
-    hosts = [r.removeprefix("CONNECT ").split("://")[-1].split("/")[0].split(":")[0] for r in requests]
-    return [r for r, h in zip(requests, hosts, strict=True) if h not in CHROME_SERVICES]
 
 
 def browser_run(app, model_dir, labels: dict, greedy: int, stop_at: int, shot, sample: int = 60) -> dict:
@@ -88,7 +70,7 @@ def browser_run(app, model_dir, labels: dict, greedy: int, stop_at: int, shot, s
     assert sampled["reason"] in ("eos", "length") and sampled["tokens"] and sampled["text"].strip()
     # nothing left the machine
     assert got["nonLocalRequests"] == [] and got["requests"] > 10
-    assert _outside(got["proxyAsked"]) == []
+    assert outside(got["proxyAsked"]) == []
     width, height = _png_size(shot)
     assert (width, height) >= (412 * 2, 915 * 2) and height > width
     return got
