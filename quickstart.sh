@@ -69,6 +69,30 @@ demo() {
   echo "artifacts and their validation: out/demo/run/export_manifest.json"
 }
 
+# The mobile demo's tests (tests/android) drive Debian's chromium and build an APK with Debian's Android tools;
+# the web app's JavaScript comes from npm (android-demo/package-lock.json). Installed once, skipped after.
+demo_setup() {
+  local pkgs=() cmd
+  declare -A from=([chromium]=chromium [smali]=libsmali-java [aapt]=aapt [zipalign]=zipalign
+                   [apksigner]=apksigner [dexdump]=dexdump [keytool]=default-jre-headless [node]="nodejs npm")
+  for cmd in "${!from[@]}"; do command -v "$cmd" >/dev/null || pkgs+=(${from[$cmd]}); done
+  [[ -f /usr/share/android-framework-res/framework-res.apk ]] || pkgs+=(android-framework-res)
+  if [[ ${#pkgs[@]} -gt 0 ]]; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+    else
+      echo "quickstart: the mobile demo tests need: sudo apt-get install ${pkgs[*]}" >&2; exit 1
+    fi
+  fi
+  local stamp; stamp=$(sha256sum android-demo/package-lock.json | cut -d' ' -f1)
+  if [[ $(cat android-demo/node_modules/.stamp 2>/dev/null) != "$stamp" ]]; then
+    # onnxruntime-node (a dependency of transformers.js, unused here) would fetch extra binaries at install
+    (cd android-demo && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error)
+    echo "$stamp" > android-demo/node_modules/.stamp
+  fi
+}
+
 tests() {
   "$VENV/bin/ruff" check .
   "$VENV/bin/ruff" format --check .
@@ -77,6 +101,6 @@ tests() {
 
 case "${1:-}" in
   demo) setup; demo ;;
-  test) shift; setup; tests "$@" ;;
+  test) shift; setup; demo_setup; tests "$@" ;;
   *) echo "usage: ./quickstart.sh demo | test" >&2; exit 2 ;;
 esac
