@@ -5,8 +5,10 @@ android-demo/); without them these tests fail and say what to install.
 """
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,7 +43,8 @@ def run_node(*args: str, timeout: int = 600) -> dict:
 def build_app(model: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     need_node()
     args = ["node", "scripts/build.mjs", "--model", str(model), "--out", str(out), *extra]
-    return subprocess.run(args, cwd=DEMO, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "FABULIST_PYTHON": sys.executable}  # describes the format for folders without one
+    return subprocess.run(args, cwd=DEMO, capture_output=True, text=True, timeout=300, env=env)
 
 
 def python_greedy(model_dir, quant: str, prompt: str, n: int) -> tuple[list[int], list[int]]:

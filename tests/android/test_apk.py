@@ -2,8 +2,10 @@
 assets hold the web app and the model. Running it on a device is not tested here (no emulator)."""
 
 import json
+import os
 import re
 import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -16,7 +18,8 @@ SCRIPT = DEMO / "android" / "build-apk.sh"
 
 
 def sh(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+    env = {**os.environ, "FABULIST_PYTHON": sys.executable}
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
