@@ -5,7 +5,7 @@
 //     --screenshot s.png
 //
 // 1. open it from a local server; the model loads; Chrome finds it installable (Page.getInstallabilityErrors)
-// 2. pick the elements, greedy, --greedy tokens: the text streams in, tokens/s shows
+// 2. pick the elements, greedy, --greedy tokens: the text streams in, tokens/s shows; Copy copies it
 // 3. a long run, Stop after a few tokens: it stops and nothing more arrives
 // 4. stop the server, reload (everything now comes from the service worker), generate again, greedy: the
 //    same fable; then once more with the app's sampling settings (temperature 0.8), and take the screenshot
@@ -168,6 +168,9 @@ async function webRun(opts, site, { context, page, requests }, out) {
   out.picked = await page.$$eval('#elements select', (ss) => Object.fromEntries(ss.map((s) => [s.dataset.kind, s.value])));
   await settings(page, { temperature: 0, maxTokens: opts.greedy });
   out.greedy = await generate(page);
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: site.url });
+  await page.click('#copy');
+  out.copied = await page.evaluate(() => navigator.clipboard.readText());
 
   await settings(page, { temperature: 0, maxTokens: opts.stopAt });
   out.stopped = await generate(page, { stopAfter: 5 });

@@ -58,6 +58,7 @@ def browser_run(app, model_dir, labels: dict, greedy: int, stop_at: int, shot, s
     assert any(u["speed"].endswith("tok/s") for u in first["updates"])
     assert first["stats"]["speed"].endswith("tok/s") and first["stats"]["tokens"] == str(len(expected))
     assert first["stats"]["ttft"].endswith("ms") and first["stats"]["load"].endswith("s")
+    assert got["copied"] == first["text"]
     # Stop stops: well before the limit, and no more text after
     stopped = got["stopped"]
     assert stopped["reason"] == "stop" and 5 <= len(stopped["tokens"]) < stop_at // 2
