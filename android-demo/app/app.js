@@ -76,6 +76,7 @@ function buildQuantPicker() {
 function load(quant) {
   const q = info.quants.find((x) => x.quant === quant);
   modelReady = false;
+  delete document.body.dataset.offline; // set again once this model is kept for offline use
   setState('loading');
   status(`Loading ${info.name} ${QUANT_LABELS[quant]} (${megabytes(q.bytes)})…`);
   worker.postMessage({ type: 'load', quant, dtype: q.dtype });

@@ -49,8 +49,11 @@ function nextTask() {
 }
 
 async function load({ quant, dtype }) {
-  if (loadedQuant === quant) return;
   const t0 = performance.now();
+  if (loadedQuant === quant) {
+    postMessage({ type: 'loaded', quant, seconds: 0, threads: wasm.numThreads });
+    return;
+  }
   const progress_callback = (p) => {
     if (p.status === 'progress') postMessage({ type: 'progress', file: p.file, loaded: p.loaded, total: p.total });
   };

@@ -6,7 +6,7 @@
 //
 // 1. open it from a local server; the model loads; Chrome finds it installable (Page.getInstallabilityErrors)
 // 2. pick the elements, greedy, --greedy tokens: the text streams in, tokens/s shows; Copy copies it
-// 3. a long run, Stop after a few tokens: it stops and nothing more arrives
+// 3. a long run, Stop after a few tokens: it stops and nothing more arrives; the other precisions
 // 4. stop the server, reload (everything now comes from the service worker), generate again, greedy: the
 //    same fable; then once more with the app's sampling settings (temperature 0.8), and take the screenshot
 // With --apk-origin (and --dir the APK's assets/www): the app at the origin the APK's WebView serves,
@@ -174,6 +174,20 @@ async function webRun(opts, site, { context, page, requests }, out) {
 
   await settings(page, { temperature: 0, maxTokens: opts.stopAt });
   out.stopped = await generate(page, { stopAfter: 5 });
+
+  // every other precision the picker offers: load it, greedy again; then back to the default
+  const first = out.precisions[0];
+  out.otherPrecisions = {};
+  for (const quant of out.precisions.slice(1)) {
+    await page.selectOption('#quant', quant);
+    await waitIdle(page);
+    await settings(page, { temperature: 0, maxTokens: opts.greedy });
+    out.otherPrecisions[quant] = (await generate(page)).tokens;
+  }
+  if (out.precisions.length > 1) {
+    await page.selectOption('#quant', first);
+    await waitIdle(page);
+  }
 
   await page.waitForFunction(() => document.body.dataset.offline, null, { timeout: TIMEOUT });
   out.offlineQuant = await page.evaluate(() => document.body.dataset.offline);

@@ -59,6 +59,8 @@ def browser_run(app, model_dir, labels: dict, greedy: int, stop_at: int, shot, s
     assert first["stats"]["speed"].endswith("tok/s") and first["stats"]["tokens"] == str(len(expected))
     assert first["stats"]["ttft"].endswith("ms") and first["stats"]["load"].endswith("s")
     assert got["copied"] == first["text"]
+    for quant, tokens in got["otherPrecisions"].items():  # the precision picker loads each one
+        assert tokens == python_greedy(model_dir, quant, ff.prompt(labels), greedy)[1], quant
     # Stop stops: well before the limit, and no more text after
     stopped = got["stopped"]
     assert stopped["reason"] == "stop" and 5 <= len(stopped["tokens"]) < stop_at // 2
@@ -80,6 +82,7 @@ def browser_run(app, model_dir, labels: dict, greedy: int, stop_at: int, shot, s
 def test_browser_generates_streams_stops_installs_and_works_offline(web_app, demo_model, tmp_path):
     got = browser_run(web_app, demo_model, LABELS[1], greedy=24, stop_at=180, shot=tmp_path / "shot.png")
     assert got["precisions"] == ["int4", "int8", "fp32"] and got["offlineQuant"] == "int4"
+    assert set(got["otherPrecisions"]) == {"int8", "fp32"}
 
 
 def test_shipped_model_offline_in_the_browser(tmp_path):
