@@ -204,6 +204,8 @@ def _echo_summary(s, out) -> None:
 
 @main.command("train")
 @click.option("--preset", default="fable-5m", show_default=True, help="Model shape (see --list-presets).")
+@click.option("--shape", help="A custom shape hidden,layers,heads,kv_heads,ffn (e.g. 128,4,4,2,256); "
+              "--preset then only names it (and gives its context and lr).")  # fmt: skip
 @click.option("--list-presets", is_flag=True, help="List the presets with parameter counts and exit.")
 @click.option("--data", type=click.Path(dir_okay=False), help="Training fables: .parquet or .jsonl.")
 @click.option("--valid", type=click.Path(dir_okay=False), help="Validation fables: .parquet or .jsonl.")
@@ -232,7 +234,7 @@ def _echo_summary(s, out) -> None:
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
 @click.option("--stop-after", type=int, help="Stop at this step with a checkpoint (continue with --resume).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
-def train_cmd(list_presets, resume, use_compile, **options) -> None:
+def train_cmd(list_presets, resume, use_compile, shape, **options) -> None:
     """Train a tokenizer (unless given) and a Llama fable model; resumable; runs under torchrun too."""
     from fabulist.train import presets
 
@@ -251,7 +253,7 @@ def train_cmd(list_presets, resume, use_compile, **options) -> None:
 
     if not options["data"] or not options["out"]:
         raise click.UsageError("--data and --out are required")
-    cfg = TrainConfig(compile=use_compile, **options)
+    cfg = TrainConfig(compile=use_compile, shape=presets.parse_shape(shape) if shape else None, **options)
     record = train(cfg, resume=resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return
@@ -711,6 +713,15 @@ def _register_data_tools() -> None:
 
 
 _register_data_tools()
+
+
+def _register_ladder() -> None:
+    from fabulist.ladder.cli import ladder_group
+
+    main.add_command(ladder_group(_judge_options))
+
+
+_register_ladder()
 
 
 if __name__ == "__main__":

@@ -85,3 +85,43 @@ def get(name: str) -> Preset:
     if name not in presets:
         raise PresetError(f"unknown preset {name!r}; choose from {', '.join(presets)}")
     return presets[name]
+
+
+SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+              "intermediate_size")  # fmt: skip
+
+
+def custom(name: str, shape: dict, context: int = 512, lr: float = 1e-3) -> Preset:
+    """A Preset from a shape given as data (the five SHAPE_KEYS; `context` and `lr` optional), checked
+    like the shipped ones. `fabulist train --shape` and `fabulist ladder` rungs use it."""
+    unknown = sorted(set(shape) - {*SHAPE_KEYS, "context", "lr"})
+    missing = [k for k in SHAPE_KEYS if k not in shape]
+    if unknown or missing:
+        what = f"unknown keys {unknown}" if unknown else f"missing {missing}"
+        raise PresetError(f"shape {name}: {what}; a shape has {', '.join(SHAPE_KEYS)} (and context, lr)")
+    values = {"context": context, "lr": lr, **shape}
+    ints = [k for k in (*SHAPE_KEYS, "context") if not isinstance(values[k], int) or values[k] < 1]
+    if ints or not isinstance(values["lr"], int | float) or values["lr"] <= 0:
+        raise PresetError(
+            f"shape {name}: {', '.join(ints) or 'lr'} must be positive numbers (whole for sizes)"
+        )
+    preset = Preset(name=name, **values)
+    _check(preset)
+    return preset
+
+
+def parse_shape(text: str) -> dict:
+    """'128,4,4,2,256' (hidden, layers, heads, kv heads, ffn) -> a shape dict for `custom`."""
+    parts = text.split(",")
+    if len(parts) != len(SHAPE_KEYS) or not all(p.strip().isdigit() for p in parts):
+        raise PresetError(f"--shape {text!r}: expected hidden,layers,heads,kv_heads,ffn, e.g. 128,4,4,2,256")
+    return dict(zip(SHAPE_KEYS, (int(p) for p in parts), strict=True))
+
+
+def resolve(name: str, shape: dict | None = None) -> Preset:
+    """The named preset, or (with a shape) a custom one named `name` whose missing context/lr come from
+    the preset of that name when there is one."""
+    if shape is None:
+        return get(name)
+    base = load().get(name)
+    return custom(name, shape, base.context if base else 512, base.lr if base else 1e-3)

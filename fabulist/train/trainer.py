@@ -65,11 +65,14 @@ class TrainConfig:
     device: str = "auto"
     compile: bool = False
     stop_after: int | None = None  # stop (with a checkpoint) at this step; --resume continues
+    shape: dict | None = None  # a custom shape (presets.SHAPE_KEYS); `preset` then only names it
 
     def identity(self) -> dict:
         """The fields that must match for a checkpoint to be resumed by this configuration."""
         skip = {"max_steps", "epochs", "eval_every", "eval_batches", "sample_every", "save_every", "device",
                 "compile", "stop_after"}  # fmt: skip
+        if self.shape is None:  # runs from before custom shapes resume unchanged
+            skip.add("shape")
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
@@ -320,12 +323,12 @@ def resolve_schedule(cfg: TrainConfig, blocks: int) -> TrainConfig:
     steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * blocks / cfg.batch_size))
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(100, max(1, steps // 20))
     every = cfg.eval_every or max(1, steps // 10)
-    lr = cfg.lr or presets.get(cfg.preset).lr
+    lr = cfg.lr or presets.resolve(cfg.preset, cfg.shape).lr
     return replace(cfg, max_steps=steps, warmup_steps=warmup, eval_every=every, lr=lr)
 
 
 def check_config(cfg: TrainConfig, dist: Dist) -> presets.Preset:
-    preset = presets.get(cfg.preset)
+    preset = presets.resolve(cfg.preset, cfg.shape)
     if not cfg.data:
         raise TrainError("--data is required")
     if cfg.batch_size % (dist.world * cfg.grad_accum):
@@ -523,6 +526,7 @@ class Loop:
         valid = last_valid_loss(self.out / "metrics.jsonl") if self.dist.main else None
         record = {
             "preset": self.cfg.preset,
+            **({"shape": self.cfg.shape} if self.cfg.shape else {}),
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "data": self.cfg.data,
             "data_sha256": self.data.data_hash,
