@@ -228,6 +228,11 @@ def _echo_summary(s, out) -> None:
 @click.option("--weight-decay", type=float, default=0.1, show_default=True)
 @click.option("--grad-clip", type=float, default=1.0, show_default=True)
 @click.option("--eval-every", type=int, default=0, help="Steps between evaluations (default: 10 per run).")
+@click.option("--eval-fables", type=int, default=8, show_default=True,
+              help="Fables sampled at each evaluation for judge-free metrics (coverage, distinct-2, "
+                   "repetition); 0: none.")  # fmt: skip
+@click.option("--eval-max-tokens", type=int, default=320, show_default=True,
+              help="Length limit of those fables (never past --context).")  # fmt: skip
 @click.option("--save-every", type=int, default=200, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -594,18 +599,30 @@ def _echo_report(out) -> None:
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Run folder, e.g. runs/eval/int4."
 )
+@click.option("--heldout", type=click.Path(dir_okay=False, exists=True),
+              help="Validation fables (.parquet/.jsonl) for held-out perplexity and KL against fp32 PyTorch "
+                   "[default: export validation's held-out fables].")  # fmt: skip
+@click.option("--heldout-texts", type=int, default=64, show_default=True, help="Fables of --heldout used.")
 @_judge_options
 def eval_run(model_dir, fmt, quant, count, temperature, top_p, seed, max_new_tokens, limit, threads, out,
-             **judge) -> None:  # fmt: skip
-    """Completions for the curated evaluation prompts (resumable), an optional judge, and the report."""
+             heldout, heldout_texts, **judge) -> None:  # fmt: skip
+    """Completions for the curated evaluation prompts (resumable), held-out perplexity and KL divergence
+    against the fp32 PyTorch model, an optional judge, and the report."""
     from fabulist.eval import generate
+    from fabulist.eval import heldout as ho
 
     if fmt == "torch" and quant:
         raise click.UsageError("--quant applies to onnx and gguf artifacts, not to --format torch")
+    if heldout_texts < 1:
+        raise click.UsageError("--heldout-texts must be at least 1")
     r = generate.run(
         model_dir, out, fmt, quant, count, temperature, top_p, seed, max_new_tokens, limit, threads
     )
     click.echo(f"{r['written']} completions written, {r['skipped']} prompts already done, in {out}", err=True)
+    h = ho.ensure(out, heldout, heldout_texts, threads)
+    if h and "ppl" in h:
+        vs = f", KL {h['kld']:.5f} and top-1 {h['top1']:.2%} against fp32 PyTorch" if h["reference"] else ""
+        click.echo(f"held-out perplexity {h['ppl']:.3f} on {h['texts']} texts{vs}", err=True)
     _maybe_judge(out, seed=seed, **judge)
     _echo_report(out)
 

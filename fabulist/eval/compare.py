@@ -5,7 +5,8 @@
 For each score, the per-prompt means of B minus those of A over the prompts both runs have, the mean
 difference and its 95% bootstrap interval (resampling prompts). Judge scores get a verdict against the
 margin (in points of the 1-10 scale; `fabulist.eval.stats.verdict`); judge-free metrics are shown with
-their intervals. Writes compare.json and compare.md.
+their intervals, and the runs' held-out perplexity, KL divergence and top-1 agreement against the fp32
+PyTorch reference side by side (when both have them on the same texts). Writes compare.json and compare.md.
 """
 
 from __future__ import annotations
@@ -55,7 +56,25 @@ def markdown(result: dict, name_a: str, name_b: str) -> str:
         lines += ["", f"Verdict (overall judge score): **{result['verdict']}**."]
     else:
         lines += ["", "No judge scores in both runs: no verdict, judge-free differences only."]
+    h = result.get("heldout")
+    if h:
+        cells = {"perplexity": ("ppl", ".3f"), "KL divergence vs fp32 PyTorch": ("kld", ".5f"),
+                 "top-1 agreement vs fp32 PyTorch": ("top1", ".2%")}  # fmt: skip
+        lines += ["", f"Held-out ({h['source']}):", "", f"| held-out metric | {name_a} | {name_b} |",
+                  "| --- | --- | --- |"]  # fmt: skip
+        for label, (k, fmt) in cells.items():
+            a, b = ("-" if v is None else format(v, fmt) for v in (h["a"].get(k), h["b"].get(k)))
+            lines.append(f"| {label} | {a} | {b} |")
     return "\n".join(lines) + "\n"
+
+
+def heldout_pair(a: dict, b: dict) -> dict | None:
+    """The two runs' held-out metrics side by side, when both have them on the same texts."""
+    ha, hb = a.get("heldout"), b.get("heldout")
+    if not ha or not hb or "unavailable" in ha or "unavailable" in hb or ha["source"] != hb["source"]:
+        return None
+    keys = ("ppl", "ref_ppl", "kld", "top1", "texts", "positions")
+    return {"source": ha["source"], "a": {k: ha[k] for k in keys}, "b": {k: hb[k] for k in keys}}
 
 
 def run(dir_a: str | Path, dir_b: str | Path, margin: float = 0.3, out: str | Path | None = None,
@@ -63,6 +82,7 @@ def run(dir_a: str | Path, dir_b: str | Path, margin: float = 0.3, out: str | Pa
     """Compare two run folders (their reports are rebuilt from the files); write compare.json/.md."""
     a, b = rp.write(dir_a), rp.write(dir_b)
     result = compare(a, b, margin, seed)
+    result["heldout"] = heldout_pair(a, b)
     name_a, name_b = Path(dir_a).name, Path(dir_b).name
     result["a"], result["b"] = str(dir_a), str(dir_b)
     out = Path(out) if out else Path(dir_b).parent / f"{name_a}-vs-{name_b}"

@@ -3,15 +3,18 @@
     fabulist eval judge runs/eval/int4 --judge-model gpt-4.1 [--judge-base-url http://127.0.0.1:8080/v1]
 
 The rubric and prompt are versioned data (`data/judge.json`). Requests run at temperature 0 with a seed
-and ask for structured output: OpenAI's `json_schema` first; if the server refuses it (HTTP 400/422),
-`json_object` with a `schema` (llama.cpp's server); if that is refused too, plain text. Every reply goes
+and ask for structured output: OpenAI's `json_schema` first; if the server refuses it (HTTP 400/422, or
+llama-cpp-python's HTTP 500 naming `response_format`), `json_object` with a `schema` (llama.cpp's server,
+which turns the schema into a grammar); if that is refused too, plain text. Every reply goes
 through `parse`, which accepts one schema-valid JSON object (in code fences or prose too) and nothing
 else: two different candidate grades, or none, is a parse failure, retried, then counted as a judge
 failure and never scored. The story sits between markers with marker-like text inside it defused, so a
 completion that addresses the judge cannot change how the reply is parsed.
 
-Transport is the data stage's `APITeacher`: the key from OPENAI_API_KEY only, bounded concurrency,
-retries with backoff and jitter on 429/5xx/timeouts/malformed replies, honouring Retry-After.
+Transport is the data stage's `APITeacher` and its public request API (`Retryable`, `Rejected`,
+`request_errors`, `retrying`): the key from OPENAI_API_KEY only, bounded concurrency, retries with backoff
+and jitter on 429/5xx/timeouts/malformed replies, honouring Retry-After; a server that stops accepting
+connections stops the run with one line (the cache keeps every grade received, a rerun asks for the rest).
 """
 
 from __future__ import annotations
@@ -138,7 +141,10 @@ class Judge(api.APITeacher):
         return {k: v for k, v in self.sampling.items() if v is not None}
 
     def _create(self, msgs: list[dict]):
-        """One request; a refused response_format steps down to the next mode and asks again."""
+        """One request; a refused response_format steps down to the next mode and asks again.
+
+        Refused: HTTP 400 or 422, or (llama-cpp-python's server, which reports its request validation
+        errors as HTTP 500) a 500 whose message names `response_format`."""
         oa = self._openai
         while True:
             mode = self.mode
@@ -148,59 +154,36 @@ class Judge(api.APITeacher):
                 return self.client.chat.completions.create(
                     model=self.model, messages=msgs, **self.params, **extra
                 )
-            except (oa.BadRequestError, oa.UnprocessableEntityError):
-                if mode == len(MODES) - 1:
+            except oa.APIStatusError as exc:
+                refused = exc.status_code in (400, 422) or (
+                    exc.status_code == 500 and fmt is not None and "response_format" in str(exc.message)
+                )
+                if not refused or mode == len(MODES) - 1:
                     raise
                 with self._mode_lock:
                     self.mode = max(self.mode, mode + 1)
 
     def _call(self, item: dict) -> tuple[dict, str, int, int]:
-        """One grade -> (grade, model, input tokens, output tokens); raises api._Retryable or _Rejected."""
-        oa = self._openai
-        try:
+        """One grade -> (grade, model, input tokens, output tokens); raises api.Retryable or api.Rejected."""
+        with api.request_errors(self._openai):
             reply = self._create(messages(item["task"], item["story"]))
-        except (oa.RateLimitError, oa.InternalServerError) as exc:
-            raise api._Retryable(f"HTTP {exc.status_code}", api.retry_after(exc.response.headers)) from None
-        except oa.APITimeoutError:
-            raise api._Retryable("timeout") from None
-        except oa.APIConnectionError:
-            raise api._Retryable("connection error") from None
-        except oa.APIStatusError as exc:
-            if exc.status_code in (408, 409) or exc.status_code >= 500:
-                raise api._Retryable(
-                    f"HTTP {exc.status_code}", api.retry_after(exc.response.headers)
-                ) from None
-            raise api._Rejected(f"HTTP {exc.status_code}: {exc.message}"[:300]) from None
-        except (json.JSONDecodeError, oa.APIResponseValidationError):
-            raise api._Retryable("malformed JSON reply") from None
         if not getattr(reply, "choices", None):
-            raise api._Retryable("reply without choices")
+            raise api.Retryable("reply without choices")
         choice = reply.choices[0]
         grade = parse((choice.message.content or "") if choice.message else "")
         if grade is None:
-            raise api._Retryable("unparseable grade")
+            raise api.Retryable("unparseable grade")
         usage = reply.usage
         n_in, n_out = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
         return grade, reply.model or self.model, n_in, n_out
 
     def write(self, item: dict, budget: Budget) -> Outcome:
         """Grade one item, retrying transient failures and unparseable replies; never raises for those."""
-        import time
-
-        for attempt in range(self.max_retries + 1):
-            try:
-                grade, model, n_in, n_out = self._call(item)
-            except api._Retryable as exc:
-                if attempt == self.max_retries:
-                    return Outcome(
-                        item, error=f"{exc} (gave up after {attempt + 1} attempts)", attempts=attempt + 1
-                    )
-                time.sleep(self._delay(attempt, exc.wait))
-                continue
-            except api._Rejected as exc:
-                return Outcome(item, error=str(exc), attempts=attempt + 1)
-            with self._lock:
-                budget.add(n_in, n_out)
-            record = {"grade": grade, "judge": model, "input_tokens": n_in, "output_tokens": n_out}
-            return Outcome(item, record=record, attempts=attempt + 1)
-        raise AssertionError("unreachable")
+        result, error, attempts = self.retrying(lambda: self._call(item))
+        if result is None:
+            return Outcome(item, error=error, attempts=attempts)
+        grade, model, n_in, n_out = result
+        with self._lock:
+            budget.add(n_in, n_out)
+        record = {"grade": grade, "judge": model, "input_tokens": n_in, "output_tokens": n_out}
+        return Outcome(item, record=record, attempts=attempts)

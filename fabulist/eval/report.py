@@ -5,8 +5,10 @@
 Judge part (when the run was judged): per dimension (grammar, creativity, consistency, plot) and overall
 (the mean of the four for each completion), the mean with a 95% confidence interval clustered by prompt
 (`fabulist.eval.stats`); the distribution of age groups; failures, requests, tokens and cost. Judge
-failures are counted, never scored. Judge-free part, always: `fabulist.eval.offline`. `per_prompt` holds
-each prompt's means, which `fabulist eval compare` pairs across runs.
+failures are counted, never scored. Judge-free part, always: `fabulist.eval.offline` on the completions,
+and `fabulist.eval.heldout` on the model (held-out perplexity, KL divergence and top-1 agreement against
+the fp32 PyTorch reference; from RUN/heldout.json, computed here when the run has none and its model
+folder is at hand). `per_prompt` holds each prompt's means, which `fabulist eval compare` pairs across runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from fabulist.data.records import write_atomic
-from fabulist.eval import evalset, grading, offline, stats
+from fabulist.eval import evalset, grading, heldout, offline, stats
 from fabulist.eval.generate import RUN, load_completions
 from fabulist.eval.judge import AGE_GROUPS, DIMENSIONS
 
@@ -65,6 +67,7 @@ def build(run_dir: str | Path, prompts_file: str | None = None) -> dict:
         "run": run_info,
         "prompts": len(per_prompt),
         "offline": offline.summarize(rows),
+        "heldout": heldout.load(run_dir) or heldout.ensure(run_dir),
         "judge": _judge_part(grading.load(run_dir), per_prompt),
         "per_prompt": dict(sorted(per_prompt.items())),
     }
@@ -103,7 +106,31 @@ def markdown(report: dict, title: str = "Evaluation report") -> str:
     lines += ["| judge-free metric | value |", "| --- | --- |"]
     for k, v in report["offline"].items():
         lines.append(f"| {k} | {v:.3f} |" if isinstance(v, float) else f"| {k} | {v} |")
+    lines += ["", *heldout_lines(report.get("heldout"))]
     return "\n".join(lines) + "\n"
+
+
+def heldout_lines(h: dict | None) -> list[str]:
+    """The held-out part of the Markdown report."""
+    if h is None:
+        return ["Held-out metrics: not computed (the run has no run.json)."]
+    if "unavailable" in h:
+        return [f"Held-out metrics: not computed ({h['unavailable']})."]
+    ref = h["reference"] or "none (the run samples the PyTorch checkpoint itself)"
+    lines = [
+        f"Held-out: {h['texts']} texts, {h['positions']:,} positions ({h['source']}); reference: {ref}.",
+        "",
+        "| held-out metric | value |",
+        "| --- | --- |",
+        f"| perplexity | {h['ppl']:.3f} |",
+    ]
+    if h["reference"]:
+        lines += [
+            f"| reference perplexity | {h['ref_ppl']:.3f} |",
+            f"| KL divergence (nats/token) | {h['kld']:.5f} |",
+            f"| top-1 agreement | {h['top1']:.2%} |",
+        ]
+    return lines
 
 
 def plot(report: dict, path: Path) -> None:

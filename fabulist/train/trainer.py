@@ -5,7 +5,10 @@
 
 The run folder ends up as a Hugging Face model folder (config.json, model.safetensors,
 generation_config.json, tokenizer files) plus run.json (the configuration), training.json (what
-happened), metrics.jsonl, samples.jsonl, loss.png and checkpoints/. `--resume` continues the latest
+happened), metrics.jsonl, samples.jsonl, loss.png, quality.png and checkpoints/. Each evaluation
+(`--eval-every`) records the validation loss and, from `--eval-fables` fables sampled at fixed
+evaluation-region prompts, judge-free quality metrics (element coverage, distinct-2, 4-gram repetition);
+quality.png plots them against the validation loss. `--resume` continues the latest
 checkpoint exactly: the learning rate is a function of the step, the block order a function of
 (seed, epoch) and the checkpoint stores model, optimizer, RNG, step and data position.
 
@@ -59,6 +62,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 0  # 0: ten evaluations per run
     eval_batches: int = 8
+    eval_fables: int = 8  # fables sampled at each evaluation for judge-free quality metrics (0: none)
+    eval_max_tokens: int = 320  # their length limit (never past the training context)
     sample_every: int = 0  # 0: at every evaluation
     save_every: int = 200
     seed: int = 0
@@ -69,8 +74,8 @@ class TrainConfig:
 
     def identity(self) -> dict:
         """The fields that must match for a checkpoint to be resumed by this configuration."""
-        skip = {"max_steps", "epochs", "eval_every", "eval_batches", "sample_every", "save_every", "device",
-                "compile", "stop_after"}  # fmt: skip
+        skip = {"max_steps", "epochs", "eval_every", "eval_batches", "eval_fables", "eval_max_tokens",
+                "sample_every", "save_every", "device", "compile", "stop_after"}  # fmt: skip
         if self.shape is None:  # runs from before custom shapes resume unchanged
             skip.add("shape")
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
@@ -287,6 +292,59 @@ def samples(model, tok, step: int, device) -> list[dict]:
     return out
 
 
+QUALITY_SEED = 0  # the same evaluation-region prompts and sampling seed at every evaluation of every run
+QUALITY_KEYS = ("moral_line", "character", "setting", "moral_stated", "distinct_2", "repetition_4gram")
+SMALL_MODEL = 50_000_000  # parameters under which CPU decoding of the quality fables uses one thread
+
+
+def quality_metrics(model, tok, n: int, max_tokens: int, context: int, device) -> dict | None:
+    """Judge-free metrics (`fabulist.eval.quality`: element coverage, 4-gram repetition, distinct-2) of n
+    fables sampled as one left-padded batch at temperature 0.8 from fixed evaluation-region prompts (never
+    trained on), or None when there is no room for a fable. The training RNG is left as it was."""
+    import torch
+
+    from fabulist.eval import quality
+
+    if n < 1:
+        return None
+    special = tk.special_ids(tok)
+    prompts = quality.eval_prompts(n, QUALITY_SEED)
+    ids = [tok.encode(p["prompt"], add_special_tokens=False).ids for p in prompts]
+    width = max(map(len, ids))
+    new = min(max_tokens, context - width)
+    if new < 1:
+        return None
+    batch = torch.full((n, width), special["pad"], dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, row in enumerate(ids):  # left padding: every prompt ends where generation starts
+        batch[i, width - len(row) :] = torch.tensor(row)
+        mask[i, width - len(row) :] = 1
+    model.eval()
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and sum(p.numel() for p in model.parameters()) < SMALL_MODEL:
+        torch.set_num_threads(1)  # decoding a small model is all per-op overhead: threads only contend
+    try:
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            torch.manual_seed(QUALITY_SEED)
+            out = model.generate(
+                batch.to(device), attention_mask=mask.to(device), max_new_tokens=new, do_sample=True,
+                temperature=0.8, top_k=0, top_p=1.0, eos_token_id=special["eos"], pad_token_id=special["pad"],
+            )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)  # training runs with the threads it had
+        model.train()
+    rows, fables = [], []
+    for p, seq in zip(prompts, out[:, width:].tolist(), strict=True):
+        if special["eos"] in seq:
+            seq = seq[: seq.index(special["eos"])]
+        fable = tok.decode(seq)
+        rows.append(quality.check(fable, p["ids"]))
+        fables.append(fable)
+    summary = quality.summarize(rows, fables)
+    return {**{k: round(float(summary[k]), 4) for k in QUALITY_KEYS}, "fables": n, "max_new_tokens": new}
+
+
 @dataclass
 class Loaded:
     tok: object
@@ -338,6 +396,8 @@ def check_config(cfg: TrainConfig, dist: Dist) -> presets.Preset:
         )
     if (cfg.max_steps is not None and cfg.max_steps < 1) or cfg.epochs <= 0 or (cfg.lr or 1) <= 0:
         raise TrainError("need --max-steps >= 1, --epochs > 0 and --lr > 0")
+    if cfg.eval_fables < 0 or cfg.eval_max_tokens < 1:
+        raise TrainError("need --eval-fables >= 0 and --eval-max-tokens >= 1")
     return preset
 
 
@@ -507,6 +567,11 @@ class Loop:
             row |= {"valid_loss": round(loss, 5), "valid_ppl": round(math.exp(loss), 3)}
         if not self.dist.main:
             return
+        if step % cfg.eval_every == 0 or last:
+            got = quality_metrics(self.model, self.data.tok, cfg.eval_fables, cfg.eval_max_tokens,
+                                  self.context, self.device)  # fmt: skip
+            if got is not None:
+                row["quality"] = got
         with AppendLog(self.out / "metrics.jsonl") as log:
             log.append([row])
         if step % (cfg.sample_every or cfg.eval_every) == 0 or last:
@@ -578,6 +643,7 @@ def export_hf(model, tok, out: Path, record: dict) -> None:
     ).save_pretrained(out)  # fmt: skip
     write_atomic(out / "training.json", json.dumps(record, indent=1))
     plot_losses(out / "metrics.jsonl", out / "loss.png")
+    plot_quality(out / "metrics.jsonl", out / "quality.png")
 
 
 def plot_losses(metrics: Path, png: Path) -> None:
@@ -602,3 +668,42 @@ def plot_losses(metrics: Path, png: Path) -> None:
     fig.savefig(buf, format="png")
     plt.close(fig)
     write_atomic(png, buf.getvalue())
+
+
+def plot_quality(metrics: Path, png: Path) -> bool:
+    """Validation loss against the judge-free quality metrics of each evaluation (element coverage on the
+    left; distinct-2 and 4-gram repetition on the right), points joined in step order; against the step
+    when the run has no validation data. False (and no file) when no evaluation measured quality."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "quality" in r]
+    if not rows:
+        return False
+    by_loss = all("valid_loss" in r for r in rows)
+    x = [r["valid_loss"] if by_loss else r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    groups = (("moral_line", "character", "setting", "moral_stated"), ("distinct_2", "repetition_4gram"))
+    for ax, keys in zip(axes, groups, strict=True):
+        for k in keys:
+            ax.plot(x, [r["quality"][k] for r in rows], "o-", ms=3, label=k)
+        ax.set(xlabel="validation loss (nats/token)" if by_loss else "step", ylim=(-0.02, 1.02))
+        if by_loss and len(set(x)) > 1:
+            ax.invert_xaxis()  # training goes to the right
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set(ylabel="share of fables", title="element coverage")
+    axes[1].set(title="diversity and repetition")
+    n = rows[-1]["quality"]["fables"]
+    fig.suptitle(f"{png.parent.name}: judge-free quality of {n} sampled fables per evaluation")
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_atomic(png, buf.getvalue())
+    return True

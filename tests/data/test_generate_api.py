@@ -109,6 +109,31 @@ def test_gives_up_after_max_retries(tmp_path):
     assert error["error"] == "HTTP 500 (gave up after 4 attempts)" and error["attempts"] == 4
 
 
+def test_a_server_that_is_gone_stops_the_run_with_one_line(tmp_path):
+    """No server on the port: after --concurrency prompts in a row give up on connection errors, the run
+    stops with one line (instead of filing every remaining prompt as an error) and keeps what it wrote."""
+    import socket
+
+    prompts, out = tmp_path / "prompts.jsonl", tmp_path / "fables.jsonl"
+    write_prompts(prompts, [""] * 12)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connections are refused
+
+    class Gone:
+        base_url = f"http://127.0.0.1:{port}/v1"
+
+    result = run_generate(Gone, prompts, out)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {Gone.base_url} stopped accepting connections (4 requests in a row gave up); "
+        "what was written is kept: rerun the same command to resume"
+    )
+    errors = lines(tmp_path / "fables.errors.jsonl")
+    assert len(errors) == 4 and all(e["error"].startswith("connection error (gave up") for e in errors)
+    assert out.read_text() == ""
+
+
 def test_max_cost_stops_cleanly(tmp_path):
     prompts, out = tmp_path / "prompts.jsonl", tmp_path / "fables.jsonl"
     write_prompts(prompts, [""] * 6)

@@ -4,7 +4,9 @@ Every reply that would have been a fable is a grade instead. Fault tags ("[[faul
 there; judge tags in the story choose the reply: "[[judge:garbage]]" prose with no JSON, "[[judge:fenced]]"
 a grade in a ```json fence with prose around it, "[[judge:echo]]" prose quoting the story's text and
 then a grade (two candidate objects when the story holds one). `refuse` lists response_format types the
-server answers with HTTP 400 (as a server without structured output would). `bodies` keeps every request.
+server answers with HTTP 400 (as a server without structured output would), or with `refuse_status` and
+llama-cpp-python's own message (its server reports a request validation error as HTTP 500). `bodies` keeps
+every request.
 """
 
 from __future__ import annotations
@@ -42,7 +44,15 @@ class _JudgeHandler(_Handler):
             self.server.bodies.append(self._body)
         kind = (self._body.get("response_format") or {}).get("type")
         if kind in self.server.refuse:
-            return self._send(400, b'{"error": {"message": "response_format is not supported"}}')
+            if self.server.refuse_status == 400:
+                return self._send(400, b'{"error": {"message": "response_format is not supported"}}')
+            message = (
+                "1 validation error:\n  {'type': 'literal_error', "
+                "'loc': ('body', 'response_format', 'type'), "
+                f"'msg': \"Input should be 'text' or 'json_object'\", 'input': '{kind}'}}"
+            )
+            body = json.dumps({"error": {"message": message, "type": "internal_server_error"}})
+            return self._send(self.server.refuse_status, body.encode())
         self.rfile = io.BytesIO(raw)
         return super().do_POST()
 
@@ -53,8 +63,8 @@ class _JudgeHandler(_Handler):
 
 
 class JudgeServer(FaultServer):
-    def __init__(self, refuse=(), **kwargs):
+    def __init__(self, refuse=(), refuse_status: int = 400, **kwargs):
         super().__init__(**kwargs)
         self.RequestHandlerClass = _JudgeHandler
-        self.refuse = set(refuse)
+        self.refuse, self.refuse_status = set(refuse), refuse_status
         self.bodies: list[dict] = []

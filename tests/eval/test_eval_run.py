@@ -42,6 +42,11 @@ def test_run_resume_report_compare_and_judge(onnx_model, tmp_path, monkeypatch):
     report = json.loads((a / "report.json").read_text())
     assert report["judge"] is None and report["offline"]["fables"] == 6 and (a / "report.png").stat().st_size
     assert set(report["per_prompt"]) == {"e01", "e02", "e03"}
+    # judge-free completeness: held-out perplexity, KL and top-1 against the fp32 PyTorch model
+    fp32, int4 = report["heldout"], json.loads((b / "report.json").read_text())["heldout"]
+    assert fp32["reference"] == "PyTorch fp32 checkpoint" and fp32["kld"] < 1e-6 and fp32["top1"] > 0.99
+    assert int4["kld"] > fp32["kld"] and int4["ref_ppl"] == pytest.approx(fp32["ref_ppl"])
+    assert "| KL divergence (nats/token) |" in first.output and "held-out perplexity" in first.output
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-judge")
     with JudgeServer() as server:
@@ -60,6 +65,10 @@ def test_run_resume_report_compare_and_judge(onnx_model, tmp_path, monkeypatch):
     result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert result["prompts"] == 3 and result["verdict"] == "no measurable loss"  # the fake judge grades alike
     assert "| overall |" in compared.output and result["metrics"]["overall"]["mean"] == 0.0
+    assert (
+        result["heldout"]["b"]["kld"] == int4["kld"]
+        and "| KL divergence vs fp32 PyTorch |" in compared.output
+    )
 
 
 def test_torch_checkpoint_runs_through_the_same_sampler(onnx_model, tmp_path):  # noqa: F811

@@ -1,5 +1,6 @@
 """The LLM judge: parsing, delimiting, structured-output fallbacks, faults, the cache, and the statistics."""
 
+import itertools
 import json
 
 import pytest
@@ -83,6 +84,40 @@ def test_structured_output_falls_back_and_echoed_injection_is_a_failure(tmp_path
     assert kinds[:3] == ["json_schema", "json_object", "json_object"]
     assert server.bodies[1]["response_format"]["schema"] == jd.spec()["schema"]
     assert s["structured_output"] == "json_object" and s["graded"] == 2 and s["failures"] == 1
+
+
+@pytest.mark.integration
+def test_llama_cpp_style_500_for_json_schema_steps_down_not_retries(tmp_path, monkeypatch):
+    """llama-cpp-python's server answers `json_schema` with HTTP 500 (its pydantic validation error): that
+    is a refusal of the format, not a server fault to retry."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-judge")
+    write_run(tmp_path / "run", ["A fox ran home.", "A hen sat."])
+    with JudgeServer(refuse={"json_schema"}, refuse_status=500) as server:
+        s = grading.run(tmp_path / "run", make_judge(server, concurrency=1))
+        kinds = [(b.get("response_format") or {}).get("type") for b in server.bodies]
+    assert kinds == ["json_schema", "json_object", "json_object"]
+    assert s["structured_output"] == "json_object" and s["graded"] == 2 and s["requests"] == 2
+
+
+@pytest.mark.integration
+def test_a_real_500_is_still_retried(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-judge")
+    write_run(tmp_path / "run", ["A fox ran home. [[fault:500x1]]"])
+    with JudgeServer() as server:
+        s = grading.run(tmp_path / "run", make_judge(server, concurrency=1))
+        kinds = [(b.get("response_format") or {}).get("type") for b in server.bodies]
+    assert kinds == ["json_schema", "json_schema"] and s["graded"] == 1 and s["requests"] == 2
+
+
+@pytest.mark.integration
+def test_429_waits_for_retry_after_and_is_graded(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-judge")
+    write_run(tmp_path / "run", ["A fox ran home. [[fault:429x2]]", "A hen sat."])
+    with JudgeServer() as server:
+        s = grading.run(tmp_path / "run", make_judge(server))
+        times = server.requests["[[fault:429x2]]"]
+    assert s["graded"] == 2 and s["failures"] == 0 and s["requests"] == 3 + 1
+    assert len(times) == 3 and min(b - a for a, b in itertools.pairwise(times)) >= 0.95
 
 
 def test_key_is_required_for_openai(monkeypatch):

@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from fabulist.train import trainer
 from fabulist.train.trainer import TrainConfig, train
 
 pytestmark = pytest.mark.slow
@@ -81,3 +82,28 @@ def test_compiled_training_follows_eager_and_resumes(fables, tmp_path):
     a = load_file(tmp_path / "eager" / "model.safetensors")
     b = load_file(tmp_path / "compiled" / "model.safetensors")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-3
+
+
+def test_evaluations_record_judge_free_quality_without_changing_training(fables, tmp_path):
+    """--eval-fables: each evaluation samples fables at fixed evaluation-region prompts and records element
+    coverage, distinct-2 and 4-gram repetition in metrics.jsonl, plotted against the validation loss in
+    quality.png; the training itself (losses, weights) is exactly that of a run without them."""
+    with_q = train(
+        config(fables, tmp_path / "q", context=128, eval_fables=3, eval_max_tokens=24), progress=False
+    )
+    without = train(config(fables, tmp_path / "plain", context=128, eval_fables=0), progress=False)
+    assert losses(tmp_path / "q") == losses(tmp_path / "plain")
+    assert with_q["final_valid_loss"] == without["final_valid_loss"]
+    a = load_file(tmp_path / "q" / "model.safetensors")
+    b = load_file(tmp_path / "plain" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = [json.loads(line) for line in (tmp_path / "q" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "quality" in r]
+    assert [r["step"] for r in evals] == [3, 6] and all("valid_loss" in r for r in evals)
+    for r in evals:
+        q = r["quality"]
+        assert q["fables"] == 3 and 1 <= q["max_new_tokens"] <= 24
+        assert all(0.0 <= q[k] <= 1.0 for k in trainer.QUALITY_KEYS)
+    assert (tmp_path / "q" / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "plain" / "quality.png").exists()
+    assert not any("quality" in r for r in map(json.loads, (tmp_path / "plain" / "metrics.jsonl").open()))

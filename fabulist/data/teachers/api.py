@@ -7,11 +7,17 @@ The key comes from OPENAI_API_KEY only and is handed to the client, never to a r
 message. The client's own retries are off: this module retries 429, 5xx, timeouts, connection errors
 and unparseable replies with exponential backoff and full jitter, waiting at least what `Retry-After`
 (or `retry-after-ms`) asks. A reply cut by `finish_reason=length`, or with empty content, is an error,
-not a record: it goes to the errors file and is retried on the next run.
+not a record: it goes to the errors file and is retried on the next run. When the server stops accepting
+connections (`--concurrency`, at least 3, prompts in a row give up on connection errors) the run stops with
+one line instead of filing every remaining prompt as an error; what was written is kept.
+
+The request machinery is shared with the LLM judge (`fabulist.eval.judge`): `Retryable` and `Rejected`,
+`request_errors` (an OpenAI client exception -> one of those), and `APITeacher.retrying` (the retry loop).
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import os
@@ -26,15 +32,44 @@ from fabulist.data.prompts import SYSTEM_PROMPT
 from fabulist.data.records import fable_record
 from fabulist.data.teachers.base import Budget, Outcome, TeacherError
 
+CONNECTION_ERROR = "connection error"  # how the error of a request that found no server begins
 
-class _Retryable(Exception):
+
+class Retryable(Exception):
+    """A transient failure (429, 5xx, timeout, lost connection, malformed reply): retried with backoff;
+    `wait` is what the server asked for (Retry-After)."""
+
     def __init__(self, reason: str, wait: float | None = None):
         super().__init__(reason)
         self.wait = wait
 
 
-class _Rejected(Exception):
-    """A reply that arrived but is not a fable (cut by length, empty): not retried in this run."""
+class Rejected(Exception):
+    """A reply that arrived but cannot be used (cut by length, empty, a 4xx): not retried in this run."""
+
+
+class Unreachable(TeacherError):
+    """The server stopped accepting connections: the run stops (a rerun resumes)."""
+
+
+@contextlib.contextmanager
+def request_errors(openai_module):
+    """Turn what the OpenAI client raises for one request into Retryable or Rejected."""
+    oa = openai_module
+    try:
+        yield
+    except (oa.RateLimitError, oa.InternalServerError) as exc:
+        raise Retryable(f"HTTP {exc.status_code}", retry_after(exc.response.headers)) from None
+    except oa.APITimeoutError:
+        raise Retryable("timeout") from None
+    except oa.APIConnectionError:
+        raise Retryable(CONNECTION_ERROR) from None
+    except oa.APIStatusError as exc:
+        if exc.status_code in (408, 409) or exc.status_code >= 500:
+            raise Retryable(f"HTTP {exc.status_code}", retry_after(exc.response.headers)) from None
+        raise Rejected(f"HTTP {exc.status_code}: {exc.message}"[:300]) from None
+    except (json.JSONDecodeError, oa.APIResponseValidationError):
+        raise Retryable("malformed JSON reply") from None
 
 
 def redact_url(url: str | None) -> str | None:
@@ -107,37 +142,25 @@ class APITeacher:
         self.sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
         self.seed = seed
         self._lock = threading.Lock()
+        self._stop = threading.Event()  # set when a run gives up on an unreachable server
 
     def _call(self, prompt: dict) -> tuple[str, str, int, int]:
-        """One request -> (text, model, input tokens, output tokens); raises _Retryable or _Rejected."""
-        oa = self._openai
+        """One request -> (text, model, input tokens, output tokens); raises Retryable or Rejected."""
         args = {k: v for k, v in self.sampling.items() if v is not None}
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": prompt["prompt"]},
         ]
-        try:
+        with request_errors(self._openai):
             reply = self.client.chat.completions.create(model=self.model, messages=messages, **args)
-        except (oa.RateLimitError, oa.InternalServerError) as exc:
-            raise _Retryable(f"HTTP {exc.status_code}", retry_after(exc.response.headers)) from None
-        except oa.APITimeoutError:
-            raise _Retryable("timeout") from None
-        except oa.APIConnectionError:
-            raise _Retryable("connection error") from None
-        except oa.APIStatusError as exc:
-            if exc.status_code in (408, 409) or exc.status_code >= 500:
-                raise _Retryable(f"HTTP {exc.status_code}", retry_after(exc.response.headers)) from None
-            raise _Rejected(f"HTTP {exc.status_code}: {exc.message}"[:300]) from None
-        except (json.JSONDecodeError, oa.APIResponseValidationError):
-            raise _Retryable("malformed JSON reply") from None
         if not getattr(reply, "choices", None):
-            raise _Retryable("reply without choices")
+            raise Retryable("reply without choices")
         choice = reply.choices[0]
         text = (choice.message.content or "").strip() if choice.message else ""
         if choice.finish_reason == "length":
-            raise _Rejected("finish_reason=length: the fable was cut off (raise --max-tokens)")
+            raise Rejected("finish_reason=length: the fable was cut off (raise --max-tokens)")
         if not text:
-            raise _Rejected("empty content")
+            raise Rejected("empty content")
         usage = reply.usage
         return (
             text,
@@ -151,36 +174,45 @@ class APITeacher:
         base = min(self.max_backoff, self.backoff * 2**attempt)
         return max(asked or 0.0, random.uniform(0.5, 1.0) * base)
 
+    def retrying(self, call):
+        """call() until it returns, retrying Retryable failures with backoff: (result, None, attempts) or,
+        after the last retry or a Rejected reply, (None, error, attempts). The error of a prompt that
+        gave up because the server could not be reached starts with CONNECTION_ERROR. Once the run
+        stops (the server is gone) a waiting retry gives up at once."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                return call(), None, attempt + 1
+            except Retryable as exc:
+                if attempt == self.max_retries or self._stop.wait(self._delay(attempt, exc.wait)):
+                    return None, f"{exc} (gave up after {attempt + 1} attempts)", attempt + 1
+            except Rejected as exc:
+                return None, str(exc), attempt + 1
+        raise AssertionError("unreachable")
+
     def write(self, prompt: dict, budget: Budget) -> Outcome:
         """Write one fable, retrying transient failures; never raises for a request problem."""
-        for attempt in range(self.max_retries + 1):
-            start = time.perf_counter()
-            try:
-                text, model, n_in, n_out = self._call(prompt)
-            except _Retryable as exc:
-                if attempt == self.max_retries:
-                    return Outcome(
-                        prompt, error=f"{exc} (gave up after {attempt + 1} attempts)", attempts=attempt + 1
-                    )
-                time.sleep(self._delay(attempt, exc.wait))
-                continue
-            except _Rejected as exc:
-                return Outcome(prompt, error=str(exc), attempts=attempt + 1)
-            with self._lock:
-                budget.add(n_in, n_out)
-            record = fable_record(
-                prompt, text, teacher=self.name, llm_name=model, input_tokens=n_in, output_tokens=n_out,
-                seconds=time.perf_counter() - start, sampling={**self.sampling, "base_url": self.base_url},
-                seed=self.seed,
-            )  # fmt: skip
-            return Outcome(prompt, record=record, attempts=attempt + 1)
-        raise AssertionError("unreachable")
+        start = time.perf_counter()
+        result, error, attempts = self.retrying(lambda: self._call(prompt))
+        if result is None:
+            return Outcome(prompt, error=error, attempts=attempts)
+        text, model, n_in, n_out = result
+        with self._lock:
+            budget.add(n_in, n_out)
+        record = fable_record(
+            prompt, text, teacher=self.name, llm_name=model, input_tokens=n_in, output_tokens=n_out,
+            seconds=time.perf_counter() - start, sampling={**self.sampling, "base_url": self.base_url},
+            seed=self.seed,
+        )  # fmt: skip
+        return Outcome(prompt, record=record, attempts=attempts)
 
     def outcomes(self, prompts: Iterable[dict], budget: Budget) -> Iterator[Outcome]:
         """Outcomes in completion order, at most `concurrency` requests in flight; stops submitting
-        once the budget is exhausted (requests already in flight still finish and are kept)."""
+        once the budget is exhausted (requests already in flight still finish and are kept). Raises
+        Unreachable once `concurrency` (at least 3) prompts in a row gave up on connection errors."""
         pending: set[Future] = set()
         todo = iter(prompts)
+        lost = 0  # prompts in a row that gave up because the server could not be reached
+        self._stop.clear()
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="teacher") as pool:
             try:
                 while True:
@@ -193,7 +225,16 @@ class APITeacher:
                         return
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
-                        yield future.result()
+                        outcome = future.result()
+                        yield outcome
+                        gone = outcome.error is not None and outcome.error.startswith(CONNECTION_ERROR)
+                        lost = lost + 1 if gone else 0
+                        if lost >= max(3, self.concurrency):
+                            self._stop.set()
+                            raise Unreachable(
+                                f"{self.base_url} stopped accepting connections ({lost} requests in a row "
+                                "gave up); what was written is kept: rerun the same command to resume"
+                            )
             finally:
                 for future in pending:
                     future.cancel()
