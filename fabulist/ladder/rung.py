@@ -86,6 +86,7 @@ def train_config(cfg: LadderConfig, rung: Rung, data: Data, out: Path):
         vocab_size=cfg.vocab_size, context=cfg.context, batch_size=cfg.batch_size, max_steps=steps,
         lr=rung.lr, eval_every=max(1, steps // 8), sample_every=steps, save_every=max(1, every),
         seed=cfg.seed, device=cfg.device, compile=cfg.compile,
+        eval_fables=4,  # quality against tokens for the learning curves, cheap at each of the 8 evaluations
     )  # fmt: skip
 
 
