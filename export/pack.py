@@ -3,9 +3,8 @@
     fabulist models pack runs/default --name fable-5m --quality quality.json --reproduce reproduce.sh
 
 What ships is what the torch-free runtime and the browser demo load: onnxruntime-genai's INT4 graph (the
-fast default), optimum's INT8 graph (transformers.js: onnxruntime-web decodes it ~7x faster than its INT4
-graph), a 4-bit GGUF (llama.cpp), the config, tokenizer and prompt format. All three fit in 25 MB; optimum's
-INT4 graph would not fit beside them.
+fast default), optimum's INT4 graph (transformers.js), a 4-bit GGUF (llama.cpp), the config, tokenizer and
+prompt format. Only artifacts that passed their validation gate ship.
 Everything else a run holds (checkpoints, fp32 weights, the other quantizations) stays behind; the card
 still lists their validation, because that is how the shipped ones were chosen.
 """
@@ -19,7 +18,7 @@ from pathlib import Path
 from fabulist.export.errors import ExportError
 from fabulist.export.run import table
 
-SHIP = ("onnx-genai/int4", "onnx/model_int8.onnx", "gguf/model-q4_k_m.gguf")
+SHIP = ("onnx-genai/int4", "onnx/model_q4.onnx", "gguf/model-q4_k_m.gguf")
 META = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
         "special_tokens_map.json", "fable_format.json", "loss.png")  # fmt: skip
 MAX_BYTES = 25_000_000

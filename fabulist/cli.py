@@ -463,7 +463,7 @@ def models_group(ctx, as_json) -> None:
               help="The script of commands that made the model (copied in, quoted in the card).")  # fmt: skip
 @click.option("--dest", type=click.Path(file_okay=False), help="Default: the runtime package's models/.")
 def models_pack(run, name, quality_path, reproduce_path, dest) -> None:
-    """Copy an exported run's INT4 ONNX, INT8 ONNX (browser) and 4-bit GGUF into a folder with a card."""
+    """Copy an exported run's INT4 ONNX (both graphs) and 4-bit GGUF into a shippable folder with a card."""
     from fabulist.export.pack import pack
     from fabulist.runtime.embedded import MODELS
 

@@ -86,9 +86,9 @@ def test_browser_generates_streams_stops_installs_and_works_offline(web_app, dem
 
 
 def test_shipped_model_offline_in_the_browser(tmp_path):
-    """The default model (runtime/models/fable-5m, int8 only) as the app ships it; skipped where absent."""
+    """The default model (runtime/models/fable-5m, int4 only) as the app ships it; skipped where absent."""
     model = DEMO.parent / "runtime" / "models" / "fable-5m"
-    if not (model / "onnx" / "model_int8.onnx").is_file():
+    if not (model / "onnx" / "model_q4.onnx").is_file():
         pytest.skip("runtime/models/fable-5m is not in this checkout")
     proc = build_app(model, tmp_path / "www")
     assert proc.returncode == 0, proc.stderr
@@ -98,7 +98,7 @@ def test_shipped_model_offline_in_the_browser(tmp_path):
     shot = Path(refresh or tmp_path / "shot.png").resolve()
     sample = 400 if refresh else 60  # a whole fable for the README, a short one otherwise
     got = browser_run(tmp_path / "www", model, labels, greedy=60, stop_at=300, shot=shot, sample=sample)
-    assert got["precisions"] == ["int8"]
+    assert got["precisions"] == ["int4"]
     assert len(got["offline"]["text"].split()) > 20
 
 
