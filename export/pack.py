@@ -154,7 +154,7 @@ def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dic
         "",
         f"Verdict for {quant}: "
         + ("the quality bar holds." if not misses else "misses " + "; ".join(misses) + "."),
-        f" Largest {quant} vs {ref} gap on the four checks: {worst:.1f} points (target: within 3).",
+        f"\nLargest {quant} vs {ref} gap on the four checks: {worst:.1f} points (target: within 3).",
         "",
         f"## {SAMPLES} unedited samples (evaluation-region prompts, {quant}, T={quality['temperature']})",
         "",
