@@ -80,10 +80,9 @@ def quality_table(quality: dict, quant: str, ref: str) -> str:
 
 
 def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dict], quality: dict,
-         reproduce: str, total: int) -> str:  # fmt: skip
+         quant: str, ref: str, reproduce: str, total: int) -> str:  # fmt: skip
     from fabulist.eval import quality as q
 
-    quant, ref = check_quality(quality, Path("quality.json"))
     summary = quality["results"][quant]["summary"]
     misses = q.verdict(summary)
     worst = max(abs(summary[k] - quality["results"][ref]["summary"][k]) for k in q.TARGETS) * 100
@@ -192,7 +191,7 @@ def pack(run: str | Path, name: str, dest_root: str | Path, quality_path: str | 
         run / "export_manifest.json", f"export it first: fabulist export {run} --quant int4"
     )
     quality = _read_json(quality_path, "write it with `fabulist eval quality --quant int4,fp32 --json FILE`")
-    check_quality(quality, quality_path)
+    quant, ref = check_quality(quality, quality_path)
     if not reproduce_path.is_file():
         raise ExportError(f"{reproduce_path} is missing: the commands that reproduce the model")
     missing = [p for p in (*SHIP, *META) if not (run / p).exists()]
@@ -225,7 +224,7 @@ def pack(run: str | Path, name: str, dest_root: str | Path, quality_path: str | 
     (tmp / "training.json").write_text(json.dumps(record, indent=1))
     summaries = {k: {"summary": v["summary"]} for k, v in quality["results"].items()}
     (tmp / "quality.json").write_text(json.dumps({**quality, "model": name, "results": summaries}, indent=1))
-    text = card(name, run, record, manifest, shipped, quality, reproduce_path.read_text(), total)
+    text = card(name, run, record, manifest, shipped, quality, quant, ref, reproduce_path.read_text(), total)
     (tmp / "README.md").write_text(text)
     old = dest_root / f".{name}.old"
     shutil.rmtree(old, ignore_errors=True)
