@@ -86,10 +86,9 @@ def test_browser_generates_streams_stops_installs_and_works_offline(web_app, dem
 
 
 def test_shipped_model_offline_in_the_browser(tmp_path):
-    """The default model (runtime/models/fable-5m, int4 only) as the app ships it; skipped where absent."""
+    """The default model (runtime/models/fable-5m, int4 only) as the app ships it."""
     model = DEMO.parent / "runtime" / "models" / "fable-5m"
-    if not (model / "onnx" / "model_q4.onnx").is_file():
-        pytest.skip("runtime/models/fable-5m is not in this checkout")
+    assert (model / "onnx" / "model_q4.onnx").is_file(), "the shipped default model is missing"
     proc = build_app(model, tmp_path / "www")
     assert proc.returncode == 0, proc.stderr
     labels = LABELS[0]
