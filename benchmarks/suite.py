@@ -131,6 +131,7 @@ def run_suite(opts: Options) -> dict:
 
     started = time.perf_counter()
     results = {"machine": machine(), "options": _options(opts), "sizes": {}, "rows": []}
+    done = _measured(opts)
     for size, model_dir in sizes(opts).items():
         config = json.loads((model_dir / "config.json").read_text())
         params = pl.parameters(config)
@@ -142,11 +143,45 @@ def run_suite(opts: Options) -> dict:
                 row = {"size": size, "name": name, "engine": ROWS[name][0], "artifact": ROWS[name][1],
                        "threads": threads, "parameters": params}  # fmt: skip
                 row |= artifact_info(model_dir, ROWS[name][1], params)
-                results["rows"].append(row | measure_row(model_dir, name, threads, opts))
+                key, t0 = (size, name, threads), time.perf_counter()
+                if key not in done:
+                    row |= measure_row(model_dir, name, threads, opts)
+                    row["wall_s"] = round(time.perf_counter() - t0, 1)
+                results["rows"].append(done.get(key, row))
+                _checkpoint(opts, results)
     results["ratios"] = ratios(results["rows"])
-    results["seconds"] = round(time.perf_counter() - started, 1)
+    earlier = sum(r.get("wall_s", 0) for r in done.values())  # rows an interrupted run measured
+    results["seconds"] = round(time.perf_counter() - started + earlier, 1)
     report.write(results, opts.out)
+    (opts.out / PARTIAL).unlink(missing_ok=True)
     return results
+
+
+PARTIAL = "results.partial.json"  # rows measured so far: an interrupted run resumes from them
+
+
+def _measured(opts: Options) -> dict[tuple, dict]:
+    """Rows an interrupted run with the same options already measured (skipped rows are measured again)."""
+    path = opts.out / PARTIAL
+    if not path.exists():
+        return {}
+    try:
+        partial = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if partial.get("options") != json.loads(json.dumps(_options(opts))):  # tuples come back as lists
+        _log(opts, f"{path} was measured with other options: starting over")
+        return {}
+    done = {(r["size"], r["name"], r["threads"]): r for r in partial["rows"] if "skipped" not in r}
+    _log(opts, f"resuming: {len(done)} row(s) already measured in {path}")
+    return done
+
+
+def _checkpoint(opts: Options, results: dict) -> None:
+    from fabulist.data.records import write_atomic
+
+    opts.out.mkdir(parents=True, exist_ok=True)
+    write_atomic(opts.out / PARTIAL, json.dumps(results, indent=1))
 
 
 def ratios(rows: list[dict]) -> list[dict]:

@@ -117,3 +117,45 @@ def test_cli_run_rejects_unknown_rows_and_missing_models(tmp_path):
         res.exit_code == 1
         and res.output.strip() == f"error: {tmp_path / 'none'} is not a model folder (no config.json)"
     )
+
+
+def test_an_interrupted_run_resumes_from_its_measured_rows(tmp_path, monkeypatch):
+    """Rows are checkpointed as they are measured; a rerun with the same options measures only the rest."""
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"hidden_size": 8, "num_hidden_layers": 1}))
+    monkeypatch.setattr("fabulist.export.plan.parameters", lambda config: 1000)
+    monkeypatch.setattr(suite, "machine", lambda: {"cores": 2})
+    monkeypatch.setattr("fabulist.bench.report.write", lambda results, out: None)
+    opts = suite.Options(out=tmp_path / "out", model=model, presets=(), threads=(1,), log=False,
+                         rows=("ours onnx int4", "ours gguf q4_0", "llama-cpp-python q4_0"))  # fmt: skip
+    calls = []
+
+    def measured(speed):
+        return {"tg128_tok_s": speed, "ttft_s": 0.1, "peak_rss_mb": 50.0}
+
+    def crash_on_third(model_dir, name, threads, opts):
+        calls.append(name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return measured(float(len(calls))) if name != "ours gguf q4_0" else {"skipped": "failed"}
+
+    monkeypatch.setattr(suite, "measure_row", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        suite.run_suite(opts)
+    assert (opts.out / suite.PARTIAL).exists()
+
+    calls.clear()
+    monkeypatch.setattr(
+        suite, "measure_row", lambda model_dir, name, threads, opts: calls.append(name) or measured(9.0)
+    )
+    results = suite.run_suite(opts)
+    assert calls == ["ours gguf q4_0", "llama-cpp-python q4_0"]  # the skipped row is measured again
+    assert results["rows"][0]["tg128_tok_s"] == 1.0 and not (opts.out / suite.PARTIAL).exists()
+
+    opts.threads = (2,)  # other options: nothing is reused
+    (opts.out / suite.PARTIAL).write_text(json.dumps({**results, "options": suite._options(opts)}))
+    opts.threads = (1,)
+    calls.clear()
+    suite.run_suite(opts)
+    assert len(calls) == 3
