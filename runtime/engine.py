@@ -2,9 +2,10 @@
 
     fabulist generate --character fox --moral "..." --format onnx --quant int4 -n 3 --stats
 
-A backend holds a model and its KV cache and answers two calls: `start(prompt_ids, n)` (prefill once,
-n sequences continuing the same prompt) and `advance(tokens)` (one new token per sequence), both
-returning next-token logits of shape (n, vocab). Backends that cannot batch say `batched = False` and
+A backend holds a model and its KV cache and answers two calls: `start(prompt_ids, n, new_tokens)`
+(prefill once, n sequences continuing the same prompt, at most new_tokens to follow: a backend may size
+its KV cache to that) and `advance(tokens)` (one new token per sequence), both returning next-token
+logits of shape (n, vocab). Backends that cannot batch say `batched = False` and
 the generator runs their sequences one after another.
 """
 
@@ -31,7 +32,7 @@ class Backend(Protocol):
     context: int
     batched: bool
 
-    def start(self, prompt_ids: list[int], n: int) -> np.ndarray: ...
+    def start(self, prompt_ids: list[int], n: int, new_tokens: int) -> np.ndarray: ...
 
     def advance(self, tokens: list[int]) -> np.ndarray: ...
 
@@ -97,9 +98,9 @@ class Generator:
         decoders = [StreamDecoder(self.tok, self.specials) for _ in range(n)]
         texts, tokens, reasons = [""] * n, [[] for _ in range(n)], [None] * n
         t0 = time.perf_counter()
-        logits = self.backend.start(ids, n)
+        logits = self.backend.start(ids, n, limit)
         first = None
-        for _ in range(limit):
+        for step in range(limit):
             live = [i for i in range(n) if not reasons[i]]
             rows = logits[live]
             early = [j for j, i in enumerate(live) if len(tokens[i]) < params.min_new_tokens]
@@ -122,7 +123,7 @@ class Generator:
                 texts[i], piece, reasons[i] = _apply_stop(texts[i], piece, params.stop)
                 if stream and piece:
                     yield piece
-            if all(reasons):
+            if all(reasons) or step == limit - 1:  # no forward pass for logits nobody reads
                 break
             logits = self.backend.advance(picks)
         elapsed = time.perf_counter() - t0
