@@ -23,14 +23,14 @@ def _fmt(artifact: str) -> str | None:
 
 
 def measured_vs_estimate(results: dict) -> list[dict]:
-    """Estimate (at the model's context, which both runtimes allocate) against measured peak RSS."""
+    """Estimate (at the KV length the row held: see worker.py's kv_tokens) against measured peak RSS."""
     out = []
     for r in results["rows"]:
         fmt = _fmt(r["artifact"])
         if fmt is None or "skipped" in r or "bytes" not in r:
             continue
         config = results["sizes"][r["size"]]["config"]
-        context = config["max_position_embeddings"]
+        context = r.get("kv_tokens", config["max_position_embeddings"])
         est = pl.memory(config, fmt, r["bytes"], context, 0)
         measured = r["peak_rss_mb"] * 2**20
         fixed = measured - est["weights"] - est["kv_cache"] - est["weights"] // 10

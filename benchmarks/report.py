@@ -45,6 +45,10 @@ def markdown(results: dict) -> str:
         f"{results['options']['repeats']} after a warm-up, (min-max). ttft: 64-token prompt; pp: prefill; "
         "tg128: 128 decoded tokens; RSS: each row's own process.",
         "",
+        *pivot(results, "tg128_tok_s", "decode tok/s (tg128)"),
+        *pivot(results, "peak_rss_mb", "peak RSS MB"),
+        "## Every row",
+        "",
         "| size | params | row | thr | MB | bits/w | load s | ttft ms | pp128 tok/s | pp512 tok/s "
         "| tg128 tok/s | RSS MB |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -65,13 +69,31 @@ def markdown(results: dict) -> str:
         lines.append(f"| {q['size']} | {q['threads']} | {q['ours']} | {q['peer']} | {q['tg128_x']:.2f} "
                      f"| {q['pp128_x']:.2f} | {q['ttft_x']:.2f} | {q['rss_x']:.2f} |")  # fmt: skip
     lines += ["", "## Memory estimate (export/plan.py) against measured peak RSS", "",
-              "| size | row | thr | context | estimate MB | measured MB | error % |",
+              "| size | row | thr | KV tokens | estimate MB | measured MB | error % |",
               "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for f in results.get("fit", []):
         lines.append(f"| {f['size']} | {f['name']} | {f['threads']} | {f['context']} "
                      f"| {f['estimate_mb']:.0f} "
                      f"| {f['measured_mb']:.0f} | {f['error_pct']:+.1f} |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def pivot(results: dict, key: str, label: str) -> list[str]:
+    """Markdown lines: one metric at the most threads measured, rows x sizes (the table to read first)."""
+    rows = [r for r in results["rows"] if "skipped" not in r]
+    if not rows:
+        return []
+    top = max(r["threads"] for r in rows)
+    sizes = list(results["sizes"])
+    value = {(r["name"], r["size"]): r[key] for r in rows if r["threads"] == top}
+    lines = [f"## {label}, {top} thread(s)", "", "| row | " + " | ".join(sizes) + " |",
+             "|---|" + "---:|" * len(sizes)]  # fmt: skip
+    for name in dict.fromkeys([*results["options"]["rows"], *(r["name"] for r in rows)]):
+        if not any(n == name for n, _ in value):
+            continue
+        cells = [f"{value[(name, s)]:,.0f}" if (name, s) in value else "-" for s in sizes]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def plot(results: dict, out: Path) -> None:

@@ -99,6 +99,8 @@ def measure_row(model_dir: Path, name: str, threads: int, opts: Options) -> dict
     """One row in its own process, or {"skipped": why}."""
     engine, artifact = ROWS[name]
     if not (model_dir / artifact).exists():
+        if not (model_dir / "model.safetensors").exists():  # a packed model: only what it ships
+            return {"skipped": f"{artifact} not in this folder (it carries only its shipped artifacts)"}
         return {"skipped": f"{artifact} missing (fabulist export {model_dir} --format all --quant all)"}
     contexts = list(opts.contexts) if name in SWEEP_ROWS and threads == max(opts.threads) else []
     spec = {"model_dir": str(model_dir), "engine": engine, "artifact": artifact, "threads": threads,

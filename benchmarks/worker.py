@@ -9,6 +9,8 @@ format cut to the needed length (the same token ids for every engine). After one
 - pp128/pp512 (prefill tok/s): N prompt tokens / time to the first token after them;
 - tg128 (decode tok/s): 128 tokens after the 64-token prompt / (time to 129 new tokens - ttft);
 - peak_rss_mb: the process's peak RSS (VmHWM) after the above (before the context sweep);
+- kv_tokens: the KV cache length held at that point: the whole context for llama.cpp (allocated at
+  load), the longest request so far (prompt + new tokens) for the others (grown, or sized per request);
 - decode_ms_by_context: ms per decoded token after a prompt of each length in `contexts`.
 Each timing is repeated `repeats` times; the median is reported and [min, max] under `spread`.
 """
@@ -79,6 +81,8 @@ def measure(spec: dict) -> dict:
             firsts, _ = repeat(run, ids[:n], 2, repeats)
             result[f"pp{n}_tok_s"], spread[f"pp{n}_tok_s"] = summary([n / t for t in firsts])
     result["peak_rss_mb"] = peak_rss_mb()
+    reached = max([TTFT_PROMPT + 1 + TG, *(n + 2 for n in PP if n + 2 <= context)])
+    result["kv_tokens"] = context if spec["artifact"].endswith(".gguf") else min(reached, context)
     sweep = {}
     for c in spec.get("contexts", []):
         if c + 1 + SWEEP_DECODE <= context:

@@ -64,6 +64,8 @@ def test_quick_run_writes_json_markdown_and_plots(quick_run):
     for name in suite.ROWS:
         assert f"| {name} |" in md
     assert "Ours against each peer" in md and "against measured peak RSS" in md
+    pivot = md.split("## decode tok/s (tg128), 1 thread(s)")[1].split("##")[0]  # rows x sizes, read first
+    assert pivot.count("\n| ") == 1 + len(suite.ROWS) and "| row | tiny |" in pivot
     for png in report.PLOTS:
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
