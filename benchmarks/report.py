@@ -108,9 +108,12 @@ def plot(results: dict, out: Path) -> None:
                                  ("latency_vs_params.png", "decode_ms", "ms per decoded token (tg128)"),
                                  ("rss_vs_params.png", "peak_rss_mb", "peak RSS (MB)")):  # fmt: skip
         fig, ax = plt.subplots(figsize=(8, 5))
-        for name in dict.fromkeys(r["name"] for r in rows):
+        for i, name in enumerate(dict.fromkeys(r["name"] for r in rows)):
             pts = sorted((r["parameters"], r[key]) for r in rows if r["name"] == name and r["threads"] == top)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+            style = {"marker": "osD^"[i // 10 % 4], "linestyle": ("-", "--", ":", "-.")[i // 10 % 4]}
+            ax.plot(
+                [p[0] for p in pts], [p[1] for p in pts], label=name, **style
+            )  # 10 colours, then a new style
         ax.set(
             xscale="log", yscale="log", xlabel="parameters", ylabel=label, title=f"{label}, {top} thread(s)"
         )
