@@ -489,12 +489,14 @@ def eval_group() -> None:
               help="Artifacts, comma-separated (e.g. int4,fp32), scored on the same prompts.")  # fmt: skip
 @click.option("-n", "count", type=int, default=200, show_default=True, help="Prompts (one fable each).")
 @click.option("--temperature", type=float, default=0.8, show_default=True)
+@click.option("--top-p", type=float, default=1.0, show_default=True,
+              help="Nucleus sampling (the bar is defined at 1.0: plain temperature sampling).")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-new-tokens", type=int, default=400, show_default=True)
 @click.option(
     "--json", "json_out", type=click.Path(dir_okay=False), help="Write summaries and every fable here."
 )
-def eval_quality(model_dir, fmt, quant, count, temperature, seed, max_new_tokens, json_out) -> None:
+def eval_quality(model_dir, fmt, quant, count, temperature, top_p, seed, max_new_tokens, json_out) -> None:
     """Judge-free quality bar on evaluation-region prompts (moral line, character, setting, moral)."""
     import json
 
@@ -505,12 +507,14 @@ def eval_quality(model_dir, fmt, quant, count, temperature, seed, max_new_tokens
 
     if count < 1:
         raise click.UsageError("-n must be at least 1")
+    if not 0 < top_p <= 1:
+        raise click.UsageError("--top-p must be in (0, 1]")
     model_dir = resolve(model_dir)
     results = {}
     for one in [x.strip() for x in quant.split(",") if x.strip()]:
         gen = load_generator(model_dir, fmt, one)
         click.echo(f"{fmt} {one}: {gen.artifact}", err=True)
-        results[one] = q.run(gen, count, temperature, seed, max_new_tokens)
+        results[one] = q.run(gen, count, temperature, seed, max_new_tokens, top_p=top_p)
     names = list(results)
     click.echo(f"{'':22s}" + "".join(f"{n:>10s}" for n in names) + "   target")
     for key, target in [*q.TARGETS.items(), ("repetition_4gram", q.MAX_REPETITION), ("distinct_2", None)]:
@@ -530,7 +534,7 @@ def eval_quality(model_dir, fmt, quant, count, temperature, seed, max_new_tokens
         click.echo(f"largest gap {names[0]} vs {names[-1]}: {worst * 100:.1f} points")
     if json_out:
         payload = {"model": str(model_dir), "format": fmt, "n": count, "temperature": temperature,
-                   "seed": seed, "results": results}  # fmt: skip
+                   "top_p": top_p, "seed": seed, "results": results}  # fmt: skip
         write_atomic(json_out, json.dumps(payload, indent=1, ensure_ascii=False))
 
 

@@ -115,7 +115,7 @@ def eval_prompts(n: int, seed: int) -> list[dict]:
 
 
 def run(generator, n: int = 200, temperature: float = 0.8, seed: int = 0, max_new_tokens: int = 400,
-        progress: bool = True) -> dict:  # fmt: skip
+        progress: bool = True, top_p: float = 1.0) -> dict:  # fmt: skip
     """Generate one fable per evaluation prompt with the runtime's Generator and score them."""
     from tqdm import tqdm
 
@@ -123,7 +123,7 @@ def run(generator, n: int = 200, temperature: float = 0.8, seed: int = 0, max_ne
 
     rows, fables = [], []
     for i, p in enumerate(tqdm(eval_prompts(n, seed), unit="fable", disable=not progress)):
-        params = SamplingParams(temperature=temperature, top_p=1.0, seed=seed * 100_003 + i,
+        params = SamplingParams(temperature=temperature, top_p=top_p, seed=seed * 100_003 + i,
                                 max_new_tokens=max_new_tokens)  # fmt: skip
         fable = generator.generate(p["prompt"], params)[0].text
         rows.append({**check(fable, p["ids"]), "ids": p["ids"], "fable": fable})

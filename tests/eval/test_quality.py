@@ -63,8 +63,17 @@ def test_cli_scores_an_exported_model(onnx_model, tmp_path):  # noqa: F811
     assert result.returncode == 0, result.stderr
     assert "moral_line" in result.stdout and "largest gap int4 vs fp32" in result.stdout
     data = json.loads(out.read_text())
-    assert [len(data["results"][k]["rows"]) for k in ("int4", "fp32")] == [3, 3]
+    assert [len(data["results"][k]["rows"]) for k in ("int4", "fp32")] == [3, 3] and data["top_p"] == 1.0
     same = [r["ids"] for r in data["results"]["int4"]["rows"]] == [
         r["ids"] for r in data["results"]["fp32"]["rows"]
     ]
     assert same and all(set(r["ids"]) == set(el.KINDS) for r in data["results"]["fp32"]["rows"])
+
+
+def test_cli_rejects_a_top_p_outside_0_1():
+    from click.testing import CliRunner
+
+    from fabulist.cli import main
+
+    res = CliRunner().invoke(main, ["eval", "quality", "--model", "fable-5m", "--top-p", "0"])
+    assert res.exit_code == 2 and "--top-p must be in (0, 1]" in res.output
