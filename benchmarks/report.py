@@ -110,10 +110,9 @@ def plot(results: dict, out: Path) -> None:
         fig, ax = plt.subplots(figsize=(8, 5))
         for i, name in enumerate(dict.fromkeys(r["name"] for r in rows)):
             pts = sorted((r["parameters"], r[key]) for r in rows if r["name"] == name and r["threads"] == top)
+            # matplotlib cycles ten colours: each further ten rows get a new marker and line style
             style = {"marker": "osD^"[i // 10 % 4], "linestyle": ("-", "--", ":", "-.")[i // 10 % 4]}
-            ax.plot(
-                [p[0] for p in pts], [p[1] for p in pts], label=name, **style
-            )  # 10 colours, then a new style
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name, **style)
         ax.set(
             xscale="log", yscale="log", xlabel="parameters", ylabel=label, title=f"{label}, {top} thread(s)"
         )

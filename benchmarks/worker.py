@@ -74,14 +74,15 @@ def measure(spec: dict) -> dict:
     run(ids[:TTFT_PROMPT], 8)  # warm-up
     result, spread = {"load_s": load}, {}
     ttfts, decodes = repeat(run, ids[:TTFT_PROMPT], 1 + TG, repeats)
+    reached = TTFT_PROMPT + 1 + TG  # the longest request so far (prompt + new tokens)
     result["ttft_s"], spread["ttft_s"] = summary(ttfts)
     result[f"tg{TG}_tok_s"], spread[f"tg{TG}_tok_s"] = summary([TG / max(d, 1e-9) for d in decodes])
     for n in PP:
         if n + 2 <= context:
             firsts, _ = repeat(run, ids[:n], 2, repeats)
+            reached = max(reached, n + 2)
             result[f"pp{n}_tok_s"], spread[f"pp{n}_tok_s"] = summary([n / t for t in firsts])
     result["peak_rss_mb"] = peak_rss_mb()
-    reached = max([TTFT_PROMPT + 1 + TG, *(n + 2 for n in PP if n + 2 <= context)])
     result["kv_tokens"] = context if spec["artifact"].endswith(".gguf") else min(reached, context)
     sweep = {}
     for c in spec.get("contexts", []):

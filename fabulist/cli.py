@@ -504,11 +504,14 @@ def eval_quality(model_dir, fmt, quant, count, temperature, top_p, seed, max_new
     from fabulist.eval import quality as q
     from fabulist.runtime.embedded import resolve
     from fabulist.runtime.load import load_generator
+    from fabulist.runtime.sampling import SamplingParams
 
     if count < 1:
         raise click.UsageError("-n must be at least 1")
-    if not 0 < top_p <= 1:
-        raise click.UsageError("--top-p must be in (0, 1]")
+    try:  # the sampler's own bounds, checked before any model is loaded (as `generate` does)
+        SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     model_dir = resolve(model_dir)
     results = {}
     for one in [x.strip() for x in quant.split(",") if x.strip()]:

@@ -88,7 +88,7 @@ class OnnxBackend:
         self.past = [(outputs[1 + 2 * i], outputs[2 + 2 * i]) for i in range(self.layers)]
         return outputs[0].numpy()[:, -1, :].astype(np.float32, copy=False)
 
-    def start(self, prompt_ids: list[int], n: int, new_tokens: int | None = None) -> np.ndarray:
+    def start(self, prompt_ids: list[int], n: int, new_tokens: int) -> np.ndarray:
         empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=self.dtype)
         logits = self._run(np.array([prompt_ids], dtype=np.int64), [(empty, empty)] * self.layers, 0)
         self.length = len(prompt_ids)
@@ -143,11 +143,11 @@ class GenaiBackend:
     def _logits(self) -> np.ndarray:
         return self.gen.get_logits()[:, -1, :].astype(np.float32, copy=False)
 
-    def start(self, prompt_ids: list[int], n: int, new_tokens: int | None = None) -> np.ndarray:
+    def start(self, prompt_ids: list[int], n: int, new_tokens: int) -> np.ndarray:
         params = self.og.GeneratorParams(self.model)
         # The KV buffer is allocated for max_length tokens: only what this request can reach, not the
         # whole context (mobilellm-350m at 2,112 tokens: ~300 MB less peak RSS, and a sooner first token).
-        total = self.context if new_tokens is None else min(self.context, len(prompt_ids) + new_tokens)
+        total = min(self.context, len(prompt_ids) + new_tokens)
         params.set_search_options(max_length=total, batch_size=n, do_sample=False)
         self.gen = self.og.Generator(self.model, params)
         self.gen.append_tokens(np.array([prompt_ids] * n, dtype=np.int32))
@@ -196,7 +196,7 @@ class LlamaCppBackend:
         row = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
         return np.ctypeslib.as_array(row, shape=(self.vocab,)).astype(np.float32)[None, :]
 
-    def start(self, prompt_ids: list[int], n: int, new_tokens: int | None = None) -> np.ndarray:
+    def start(self, prompt_ids: list[int], n: int, new_tokens: int) -> np.ndarray:
         self.llm.reset()
         self.llm.eval(prompt_ids)
         return self._last_logits()

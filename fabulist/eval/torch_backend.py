@@ -39,7 +39,7 @@ class TorchBackend:
         self.past = out.past_key_values
         return out.logits[:, -1, :].float().numpy()  # (n, V)
 
-    def start(self, prompt_ids: list[int], n: int, new_tokens: int | None = None) -> np.ndarray:
+    def start(self, prompt_ids: list[int], n: int, new_tokens: int) -> np.ndarray:
         self.past = None
         return self._forward([list(prompt_ids)] * n)
 

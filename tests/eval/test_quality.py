@@ -76,4 +76,4 @@ def test_cli_rejects_a_top_p_outside_0_1():
     from fabulist.cli import main
 
     res = CliRunner().invoke(main, ["eval", "quality", "--model", "fable-5m", "--top-p", "0"])
-    assert res.exit_code == 2 and "--top-p must be in (0, 1]" in res.output
+    assert res.exit_code == 2 and "Error: need temperature >= 0, top_k >= 0, 0 < top_p <= 1" in res.output

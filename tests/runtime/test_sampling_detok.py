@@ -68,7 +68,7 @@ class EosFirst:
         self.row = np.linspace(0.0, 1.0, vocab, dtype=np.float32)
         self.row[eos] = 5.0
 
-    def start(self, prompt_ids, n, new_tokens=None):
+    def start(self, prompt_ids, n, new_tokens):
         return np.tile(self.row, (n, 1))
 
     def advance(self, tokens):
