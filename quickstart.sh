@@ -70,11 +70,13 @@ demo() {
 }
 
 # The mobile demo's tests (tests/android) drive Debian's chromium and build an APK with Debian's Android tools;
-# the web app's JavaScript comes from npm (android-demo/package-lock.json). Installed once, skipped after.
+# the web app's JavaScript comes from npm (android-demo/package-lock.json); qemu-user runs the INT8 test on an
+# emulated CPU without VNNI (tests/runtime/test_int8_precision.py). Installed once, skipped after.
 demo_setup() {
   local pkgs=() cmd
   declare -A from=([chromium]=chromium [smali]=libsmali-java [aapt]=aapt [zipalign]=zipalign
-                   [apksigner]=apksigner [dexdump]=dexdump [keytool]=default-jre-headless [node]="nodejs npm")
+                   [apksigner]=apksigner [dexdump]=dexdump [keytool]=default-jre-headless [node]="nodejs npm"
+                   [qemu-x86_64]=qemu-user)  # qemu: INT8 on an emulated AVX2-only CPU (tests/runtime)
   for cmd in "${!from[@]}"; do command -v "$cmd" >/dev/null || pkgs+=(${from[$cmd]}); done
   [[ -f /usr/share/android-framework-res/framework-res.apk ]] || pkgs+=(android-framework-res)
   if [[ ${#pkgs[@]} -gt 0 ]]; then

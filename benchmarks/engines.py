@@ -110,13 +110,13 @@ def load_genai(model_dir: Path, artifact: str, threads: int) -> tuple[float, Run
 
 
 def load_optimum(model_dir: Path, artifact: str, threads: int) -> tuple[float, Run]:
-    import onnxruntime as ort
     import torch
     from optimum.onnxruntime import ORTModelForCausalLM
 
+    from fabulist.ort_session import session_options
+
     torch.set_num_threads(threads)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options = session_options(threads)  # accurate integer matmuls, as our runtime runs them
     t = time.perf_counter()
     model = ORTModelForCausalLM.from_pretrained(model_dir, subfolder="onnx", file_name=Path(artifact).name,
                                                 session_options=options, use_cache=True)  # fmt: skip

@@ -336,13 +336,12 @@ class OnnxLM:
     empty, (1, kv_heads, 0, head_dim), and each step feeds present.{i} back as past_key_values.{i}.
     """
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, accurate_int8: bool = True):
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
+        from fabulist.ort_session import session_options
+
+        opts = session_options(threads, accurate_int8=accurate_int8, quiet=True)
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:

@@ -33,11 +33,12 @@ class OnnxBackend:
     def __init__(self, model_path: str | Path, config: dict, threads: int | None = None):
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        from fabulist.ort_session import session_options
+
         try:
-            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(model_path), session_options(threads), providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise BackendError(f"cannot load {model_path}: {str(exc).splitlines()[0][:200]}") from None
         self.context = config["max_position_embeddings"]

@@ -5,8 +5,9 @@
 //   node tests/greedy.mjs --model DIR --labels '[{"character": "Fox"}, {}]' --quants int4,int8,fp32 --max 40
 //
 // Prompts are built by the app's own prompt.js from the folder's fable_format.json. Prints one JSON object:
-// {prompts: [...], results: {int4: [{prompt_ids, tokens}, ...], ...}} for tests/android/test_web.py to
-// compare with the Python runtime, token for token.
+// {prompts: [...], results: {int4: [{prompt_ids, tokens, logits}, ...], ...}} for tests/android/test_web.py
+// to compare with the Python runtime: tokens one for one, and `logits`, the prompt's last-position logits
+// (one forward pass), within a tolerance where integer kernels differ by CPU.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,7 +61,10 @@ async function main() {
       const out = await model.generate({ ...inputs, max_new_tokens: opts.max, do_sample: false });
       const ids = Array.from(out.data, Number);
       const n = inputs.input_ids.dims.at(-1);
-      results[quant].push({ prompt_ids: ids.slice(0, n), tokens: ids.slice(n).filter((t) => !eos.has(t)) });
+      const { logits } = await model(inputs);
+      const vocab = logits.dims.at(-1);
+      const last = Array.from(logits.data.slice((n - 1) * vocab, n * vocab), Number);
+      results[quant].push({ prompt_ids: ids.slice(0, n), tokens: ids.slice(n).filter((t) => !eos.has(t)), logits: last });
     }
     await model.dispose();
   }

@@ -57,6 +57,68 @@ def python_greedy(model_dir, quant: str, prompt: str, n: int) -> tuple[list[int]
     return gen.encode(prompt), done.tokens
 
 
+# Where two runtimes run the same integer graph with different kernels (dynamic INT8: onnxruntime-web's
+# WebAssembly kernels against the CPU's own), their logits differ honestly by a little: this much at most.
+INT8_LOGIT_TOLERANCE = 0.25
+
+
+def last_logits(model_dir, quant: str, prompt_ids: list[int]):
+    """The Python side's prompt last-position logits on optimum's graph (the session the runtime opens)."""
+    from fabulist.export.onnx import FILES, OnnxLM
+
+    return OnnxLM(model_dir / "onnx" / FILES[quant]).logits(prompt_ids)[-1]
+
+
+def assert_tokens_agree(model_dir, quant: str, prompt: str, js_tokens: list[int], n: int) -> list[int]:
+    """transformers.js's greedy tokens = the Python runtime's. fp32 and int4 compute the same arithmetic on
+    both sides: the same tokens, exactly. Dynamic INT8's integer kernels differ by CPU, so there: the same
+    tokens up to the first step where the Python side's two best logits are within twice
+    INT8_LOGIT_TOLERANCE (a near-tie either side may break its way); a split anywhere else fails.
+    Returns the prompt's ids."""
+    ids, tokens = python_greedy(model_dir, quant, prompt, n)
+    assert len(tokens) > 0
+    if quant != "int8":
+        assert js_tokens == tokens, (quant, prompt)
+        return ids
+    margins = greedy_margins(model_dir, quant, ids, len(tokens))
+    for i, (a, b) in enumerate(zip(js_tokens, tokens, strict=False)):
+        if a != b:
+            assert margins[i] < 2 * INT8_LOGIT_TOLERANCE, (prompt, i, margins[i])
+            return ids
+    assert js_tokens == tokens, (prompt, js_tokens, tokens)
+    return ids
+
+
+def assert_greedy_agrees(model_dir, quant: str, prompt: str, js: dict, n: int) -> None:
+    """assert_tokens_agree, the same prompt ids, and for INT8 the prompt's last logits within
+    INT8_LOGIT_TOLERANCE of the Python side's everywhere."""
+    import numpy as np
+
+    ids = assert_tokens_agree(model_dir, quant, prompt, js["tokens"], n)
+    assert js["prompt_ids"] == ids, (quant, prompt)
+    if quant == "int8":
+        gap = float(
+            np.abs(np.asarray(js["logits"], dtype=np.float32) - last_logits(model_dir, quant, ids)).max()
+        )
+        assert gap <= INT8_LOGIT_TOLERANCE, (prompt, gap)
+
+
+def greedy_margins(model_dir, quant: str, ids: list[int], n: int) -> list[float]:
+    """The gap between the two best logits at each of n greedy steps (Python side)."""
+    import numpy as np
+
+    from fabulist.export.onnx import FILES, OnnxLM
+
+    lm = OnnxLM(model_dir / "onnx" / FILES[quant])
+    logits, past = lm.step(ids, None)
+    out = []
+    for _ in range(n):
+        top = np.sort(logits[-1])[-2:]
+        out.append(float(top[1] - top[0]))
+        logits, past = lm.step([int(logits[-1].argmax())], past)
+    return out
+
+
 def outside(asked: list[str]) -> list[str]:
     """What the refusing proxy of tests/e2e.mjs was asked for, less Chrome's own services."""
     hosts = [r.removeprefix("CONNECT ").split("://")[-1].split("/")[0].split(":")[0] for r in asked]

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from fabulist import fable_format as ff
-from tests.android.conftest import DEMO, build_app, outside, python_greedy, run_node
+from tests.android.conftest import (
+    DEMO,
+    assert_greedy_agrees,
+    assert_tokens_agree,
+    build_app,
+    outside,
+    python_greedy,
+    run_node,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -30,10 +38,7 @@ def test_transformersjs_greedy_equals_python_runtime(demo_model):
     assert got["prompts"] == [ff.prompt(labels) for labels in LABELS]
     for quant in ("int4", "int8", "fp32"):
         for prompt, js in zip(got["prompts"], got["results"][quant], strict=True):
-            ids, tokens = python_greedy(demo_model, quant, prompt, 40)
-            assert js["prompt_ids"] == ids, (quant, prompt)
-            assert js["tokens"] == tokens, (quant, prompt)
-            assert len(tokens) > 0
+            assert_greedy_agrees(demo_model, quant, prompt, js, 40)
 
 
 def _png_size(path) -> tuple[int, int]:
@@ -60,7 +65,7 @@ def browser_run(app, model_dir, labels: dict, greedy: int, stop_at: int, shot, s
     assert first["stats"]["ttft"].endswith("ms") and first["stats"]["load"].endswith("s")
     assert got["copied"] == first["text"]
     for quant, tokens in got["otherPrecisions"].items():  # the precision picker loads each one
-        assert tokens == python_greedy(model_dir, quant, ff.prompt(labels), greedy)[1], quant
+        assert_tokens_agree(model_dir, quant, ff.prompt(labels), tokens, greedy)
     # Stop stops: well before the limit, and no more text after
     stopped = got["stopped"]
     assert stopped["reason"] == "stop" and 5 <= len(stopped["tokens"]) < stop_at // 2
