@@ -80,7 +80,7 @@ def emulated(model_dir: Path, cpu: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", type=Path)
-    ap.add_argument("--emulate", default="EPYC-Rome-v2", help="qemu CPU model for the second run ('' to skip)")
+    ap.add_argument("--emulate", default="EPYC-Rome-v2", help="qemu CPU model of the second run ('': none)")
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--validation-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path)
@@ -95,11 +95,14 @@ def main() -> None:
     result = {"model": str(opts.model), "validation": {"this CPU": here}}
     if opts.emulate:
         result["validation"][f"emulated {opts.emulate}"] = emulated(opts.model, opts.emulate)
-    result["decode_tok_s"] = {f"{t} thread(s)": speed(opts.model, seqs[0][:16], opts.tokens, t) for t in (1, 2)}
+    prompt = seqs[0][:16]
+    result["decode_tok_s"] = {f"{t} thread(s)": speed(opts.model, prompt, opts.tokens, t) for t in (1, 2)}
     print(f"{'CPU':<26}{'mode':<10}{'top-1':>8}{'KLD':>9}{'max |d|':>9}{'gate':>6}")
     for cpu, modes in result["validation"].items():
         for mode, m in modes.items():
-            print(f"{cpu:<26}{mode:<10}{m['top1']:>8.2%}{m['kld']:>9.5f}{m['max_abs_diff']:>9.3f}{m['gate']:>6}")
+            print(
+                f"{cpu:<26}{mode:<10}{m['top1']:>8.2%}{m['kld']:>9.5f}{m['max_abs_diff']:>9.3f}{m['gate']:>6}"
+            )
     for threads, s in result["decode_tok_s"].items():
         print(f"decode, {threads}: accurate {s['accurate']} tok/s, default {s['default']} tok/s, "
               f"ratio {s['accurate/default']:.3f}")  # fmt: skip
