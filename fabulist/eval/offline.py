@@ -19,7 +19,7 @@ from collections import defaultdict
 from fabulist.data import metrics
 from fabulist.eval import quality
 
-COVERAGE = ("moral_line", "character", "setting", "moral_stated")
+COVERAGE = quality.CHECKS  # element coverage and the reader-visible glitch checks
 
 
 def syllables(word: str) -> int:

@@ -14,14 +14,33 @@ artifact. Per fable, with these documented matching rules (case-insensitive, on 
   appear in the moral line;
 - 4-gram repetition: 1 - distinct 4-grams / all 4-grams within the fable (word tokens).
 
+Checks for the glitches a reader notices (each is True when the fable is free of the glitch):
+
+- one name: every name the fable gives a character ("a fox named Nutmeg", "a rabbit called Pip") keeps its
+  form: no one-word name inside a sentence (a capitalised word that is not first in its sentence and
+  not part of a longer name such as "Sunny End") is a variant of it (shares its first 4 or its last 4
+  letters, or all of a shorter name: "Nutmegdale" -> "Tansydale", "Pip" -> "Pippin") without being
+  introduced by "named"/"called" itself;
+- no doubled phrase: within a clause (no punctuation between), no word twice in a row ("by by"; "had
+  had" and "that that" are grammar), and no "X and X" with X the same two to four words ("the peacock
+  and the peacock"; one word is English: "again and again", "tried and tried");
+- no broken function-word run: within a clause, no article directly followed by an article or
+  preposition ("the on", "a the"), and no preposition from {at, of, with, from, to} directly followed by
+  one from {at, by, of, with, from, on} ("of at"; "from on" is allowed);
+- introduced: every animal of the character list that the fable calls "the <animal>" (singular or plural)
+  was mentioned before in another form ("a kitten", "kittens", "Kitten"); the requested character is
+  introduced by the request itself, and a setting's name ("the pig pen") is not an animal.
+
 Across fables: the rate of each check, the mean repetition and distinct-2 over all fables (the data
 stage's definition). Pure Python + numpy on top of the runtime: no torch.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
+from functools import cache
 
 from fabulist import fable_format as ff
 from fabulist.data import elements as el
@@ -69,6 +88,122 @@ def states_moral(line: str | None, moral: str) -> bool:
     return bool(want) and len(want & content(said)) / len(want) >= PARAPHRASE
 
 
+_NAMED = re.compile(r"\b(?:named|called)\s+([A-Z][a-z]+)")
+_TOKEN = re.compile(r"[A-Za-z']+|[.!?:;\"\n\u201c\u201d]")
+SAME_PREFIX = SAME_SUFFIX = 4
+
+
+TITLES = frozenset({"Auntie", "Aunt", "Uncle", "Granny", "Grandma", "Grandpa", "Grandmother", "Grandfather",
+                    "Old", "Little", "Mister", "Mr", "Mrs", "Miss", "Madam", "Doctor", "Dr", "Captain",
+                    "Sir", "Lady", "King", "Queen", "Prince", "Princess", "Farmer", "Professor", "Wise",
+                    "Big"})  # fmt: skip
+
+
+def names_used(text: str) -> list[str]:
+    """One-word names: capitalised words inside sentences (not first in a sentence, a line or a quotation)
+    and not part of a longer capitalised name ("Sunny End", "Grandmother Kitten": after a capitalised word
+    inside the sentence, or after a title anywhere)."""
+    out, boundary, prev_capital = [], True, False
+    toks = [*_TOKEN.findall(text), "."]
+    for tok, after in itertools.pairwise(toks):
+        if not tok[0].isalpha():
+            boundary, prev_capital = True, False
+            continue
+        capital = tok[0].isupper()
+        if capital and not boundary and not prev_capital and not after[0].isupper() and len(tok) > 2:
+            out.append(tok.removesuffix("'s"))
+        # "Then Pippin" is not one name, "Auntie Kitten" is, wherever it stands
+        boundary, prev_capital = False, capital and (not boundary or tok in TITLES)
+    return out
+
+
+def renamed(text: str) -> str | None:
+    """A name that is a variant of a character's given name (see the module docstring), or None."""
+    given = set(_NAMED.findall(text))
+    for word in names_used(text):
+        if word in given:
+            continue
+        for name in given:
+            pre, suf = min(SAME_PREFIX, len(name)), min(SAME_SUFFIX, len(name))
+            if word[:pre] == name[:pre] or word[-suf:] == name[-suf:]:
+                return f"{name} -> {word}"
+    return None
+
+
+GRAMMAR_DOUBLES = frozenset({("had", "had"), ("that", "that")})
+
+
+def clauses(text: str) -> list[list[str]]:
+    """The lower-case words of each stretch of text between punctuation marks."""
+    return [c.split() for c in re.split(r"[^a-z0-9' ]+", text.lower())]
+
+
+def doubled_phrase(text: str) -> str | None:
+    """The first doubled word or "X and X" phrase (see the module docstring), or None."""
+    for toks in clauses(text):
+        for a, b in itertools.pairwise(toks):
+            if a == b and (a, b) not in GRAMMAR_DOUBLES:
+                return f"{a} {b}"
+        for i, tok in enumerate(toks):
+            for n in range(2, 5) if tok == "and" else ():
+                left, right = toks[max(0, i - n) : i], toks[i + 1 : i + 1 + n]
+                if len(left) == n and left == right:
+                    return " ".join([*left, "and", *right])
+    return None
+
+
+ARTICLES = frozenset({"a", "an", "the"})
+PREPOSITIONS = frozenset({"at", "by", "in", "on", "of", "to", "with", "from", "for", "into", "onto", "upon",
+                          "under", "near", "beside"})  # fmt: skip
+STRICT_FIRST = frozenset({"at", "of", "with", "from", "to"})  # "by" is also an adverb: "went by at"
+STRICT_SECOND = frozenset({"at", "by", "of", "with", "from", "on"})
+ALLOWED_PAIRS = frozenset({("from", "on")})
+
+
+def broken_run(text: str) -> str | None:
+    """The first broken run of function words (see the module docstring), or None. Checked within a
+    clause: punctuation between two words breaks the run."""
+    for toks in clauses(text):
+        for a, b in itertools.pairwise(toks):
+            if a in ARTICLES and (b in ARTICLES or b in PREPOSITIONS):
+                return f"{a} {b}"
+            if a in STRICT_FIRST and b in STRICT_SECOND and (a, b) not in ALLOWED_PAIRS:
+                return f"{a} {b}"
+    return None
+
+
+@cache
+def _animals() -> dict[str, str]:
+    """Every character noun of the element list, singular and plural, -> its singular."""
+    out = {}
+    for c in el.load("character"):
+        out[c.name] = out[c.plural] = c.name
+    return out
+
+
+@cache
+def _setting_names() -> tuple[str, ...]:
+    return tuple(sorted((s.name.lower() for s in el.load("setting")), key=len, reverse=True))
+
+
+def unintroduced(text: str, requested: str | None = None) -> str | None:
+    """The first animal the fable calls "the <animal>" before mentioning it any other way, or None."""
+    lower = text.lower()
+    for setting in _setting_names():  # "by the pig pen" names a place, not a pig
+        lower = lower.replace(setting, " " * len(setting))
+    animals = _animals()
+    pattern = r"\b(" + "|".join(sorted(map(re.escape, animals), key=len, reverse=True)) + r")\b"
+    seen = {requested} if requested else set()
+    for m in re.finditer(pattern, lower):
+        animal = animals[m.group(1)]
+        if animal in seen:
+            continue
+        if lower[: m.start()].endswith("the "):
+            return f"the {m.group(1)}"
+        seen.add(animal)
+    return None
+
+
 def repetition(text: str, n: int = 4) -> float:
     toks = words(text)
     grams = [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
@@ -86,21 +221,25 @@ def check(fable: str, ids: dict[str, str]) -> dict:
         "character": mentions(fable, character.name) or mentions(fable, character.plural),
         "setting": mentions(fable, setting.name),
         "moral_stated": states_moral(line, moral),
+        "one_name": renamed(fable) is None,
+        "no_glitch": doubled_phrase(fable) is None and broken_run(fable) is None,
+        "introduced": unintroduced(fable, character.name) is None,
         "repetition_4gram": repetition(fable),
     }
 
 
 def summarize(rows: list[dict], fables: Iterable[str]) -> dict:
     n = len(rows)
-    keys = ("moral_line", "character", "setting", "moral_stated")
-    out = {k: sum(r[k] for r in rows) / n for k in keys}
+    out = {k: sum(r[k] for r in rows) / n for k in CHECKS}
     out["repetition_4gram"] = sum(r["repetition_4gram"] for r in rows) / n
     out["distinct_2"] = metrics.distinct_n(list(fables), 2)
     out["fables"] = n
     return out
 
 
-TARGETS = {"moral_line": 0.95, "character": 0.95, "setting": 0.90, "moral_stated": 0.80}
+CHECKS = ("moral_line", "character", "setting", "moral_stated", "one_name", "no_glitch", "introduced")
+TARGETS = {"moral_line": 0.95, "character": 0.95, "setting": 0.90, "moral_stated": 0.80, "one_name": 0.95,
+           "no_glitch": 0.95, "introduced": 0.90}  # fmt: skip
 MAX_REPETITION = 0.05
 
 

@@ -15,7 +15,8 @@ A config is a JSON file (or the name of a shipped one: `default`, `tiny`) with t
 - quant ("int4" or "int8"): the precision exported, measured for speed and scored for quality.
 - memory_budget ("6GB") and fit_context (null: each model's own context): the upper bound's budget.
 - threshold: "quality-bar" (`fabulist.eval.quality`'s TARGETS and MAX_REPETITION) or {metric: value}
-  over moral_line, character, setting, moral_stated, quality_score (minimums) and repetition_4gram,
+  over moral_line, character, setting, moral_stated, one_name, no_glitch, introduced, quality_score
+  (minimums) and repetition_4gram,
   valid_loss (maximums).
 - eval: {"count": 100, "temperature": 0.8, "max_new_tokens": 400, "seed": 0}: the quality prompts.
 - speed: {"threads": 1, "repeats": 3}: decode speed of the runtime on the exported artifact.
@@ -42,7 +43,8 @@ from fabulist.train import presets
 
 FAMILIES = ("deep-thin", "wide-shallow")
 QUANTS = ("int4", "int8")
-MINIMA = ("moral_line", "character", "setting", "moral_stated", "quality_score")
+MINIMA = ("moral_line", "character", "setting", "moral_stated", "one_name", "no_glitch", "introduced",
+          "quality_score")  # fmt: skip
 MAXIMA = ("repetition_4gram", "valid_loss")
 BUILTIN = ("default", "tiny")
 TOP_KEYS = {"name", "vocab_size", "context", "batch_size", "seed", "device", "compile", "lr", "train_fables",

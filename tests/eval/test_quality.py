@@ -46,6 +46,90 @@ def test_matching_rules(fable, expected):
     assert (r["moral_line"], r["character"], r["setting"], r["moral_stated"]) == expected
 
 
+def test_the_teachers_training_fables_have_none_of_the_glitches():
+    """5,000 training-region fables (every prompt variant): no renamed hero, doubled phrase, broken run of
+    function words or unintroduced animal."""
+    bad = []
+    for p in pr.sample(5000, seed=11):
+        story = {k: el.lookup(k, p["elements"][k]) for k in el.KINDS}
+        fable = procedural.write_fable(story, p["index"], opening_seed=p["opening_seed"])
+        found = (q.renamed(fable), q.doubled_phrase(fable), q.broken_run(fable),
+                 q.unintroduced(fable, story["character"].name))  # fmt: skip
+        if any(found):
+            bad.append((found, fable[:200]))
+    assert bad == []
+
+
+# The glitches readers saw in the shipped model's fables (issue: fables worth reading), and their look-alikes
+# that are good English. (text, what the check reports or None)
+# fmt: off
+RENAMED = [
+    ("An unkind monkey named Nutmegdale lived by the sea. Later, Tansydale ran.", "Nutmegdale -> Tansydale"),
+    ("A fox named Pip lived here. Then Pippin, her cousin, came by.", "Pip -> Pippin"),
+    ("A fox named Pip met a hare called Tansy. Pip and Tansy played at Sunny End.", None),
+    ("A fox named Sunnyworth lived at Sunny End. Sunnyworth liked the hill at Sunny End.", None),
+    ("A fox named Juniper lived there. Juniper smiled. Then Juniper slept.", None),
+    ("There was a fox. The fox ran.", None),
+]
+DOUBLED = [
+    ("Then the peacock and the peacock shared everything.", "the peacock and the peacock"),
+    ("Poppyhop felt tingly with joy and tingly with joy.", "tingly with joy and tingly with joy"),
+    ("She came by by the puddle.", "by by"),
+    ("The little little robot waved.", "little little"),
+    ("He tried and tried, again and again, and by and by it worked.", None),
+    ("She had had enough. He said that that was fine.", None),
+    ("A fox named Zephyr. Zephyr the fox liked to shout.", None),
+    ('"Pip!" she called. "Pip, come home!"', None),
+]
+BROKEN = [
+    ("An unkind monkey once lived quietly by the on the at Mossy Meadow.", "the on"),
+    ("She sat near a the tree.", "a the"),
+    ("He looked out of at the sky.", "of at"),
+    ("The days went by at Acorn Gate and she stayed close by near the crabs.", None),
+    ("He jumped from on top of the wall, ran out of the house and up to the door.", None),
+    ("She walked on by the lake, in the morning, with the others.", None),
+]
+INTRODUCED = [
+    ("One day the bear and the kitten promised to help.", "fox", "the bear"),
+    ("A fox met a bear. Later the bear and the kitten promised to help.", "fox", "the kitten"),
+    ("A fox met a bear and a little kitten. Later the bear and the kitten played.", "fox", None),
+    ("The fox was hungry. Kittens played nearby, and the kittens laughed.", "fox", None),
+    ("A rabbit lived by the pig pen. The rabbit was happy.", "rabbit", None),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("text", "found"), RENAMED)
+def test_one_name_rule(text, found):
+    assert q.renamed(text) == found
+
+
+@pytest.mark.parametrize(("text", "found"), DOUBLED)
+def test_doubled_phrase_rule(text, found):
+    assert q.doubled_phrase(text) == found
+
+
+@pytest.mark.parametrize(("text", "found"), BROKEN)
+def test_broken_function_word_rule(text, found):
+    assert q.broken_run(text) == found
+
+
+@pytest.mark.parametrize(("text", "hero", "found"), INTRODUCED)
+def test_introduced_rule(text, hero, found):
+    assert q.unintroduced(text, hero) == found
+
+
+def test_glitch_checks_in_the_per_fable_row():
+    fable = (
+        "A fox named Pip lived in the forest. Pip and the bear and the bear played by the on the tree.\n\n"
+    )
+    r = q.check(fable + "Moral: Kindness is rewarded.", IDS)
+    assert (r["one_name"], r["no_glitch"], r["introduced"]) == (True, False, False)
+    assert q.verdict({**dict.fromkeys(q.TARGETS, 1.0), "no_glitch": 0.9, "repetition_4gram": 0.0}) == [
+        "no_glitch 90.0% < 95%"
+    ]
+
+
 def test_repetition_counts_repeated_four_grams():
     assert q.repetition("the fox ran home " * 5) == pytest.approx(1 - 4 / 17)
     assert q.repetition("one two three four five") == 0.0

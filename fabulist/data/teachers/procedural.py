@@ -25,6 +25,7 @@ per-fable goal within TARGET_WORDS by adding optional sentences while they fit.
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import time
@@ -1249,10 +1250,45 @@ def _compile(raw: dict[str, tuple[str, ...]]) -> tuple[dict, set[str]]:
 _G, _CAPS = _compile(_RULES)
 
 
+# A frame that ends in a particle ("came by", "dived in", "very close") meets a place phrase that starts with
+# the same word ("by Fern Glade", "in the pumpkin patch", "close to the crabs"): say the word once.
+_PARTICLES = "by|in|near|close|at|on|to|under|beside|around|down|up|inside|over|out|off|along|past|behind"
+_DOUBLED = re.compile(rf"\b({_PARTICLES}) \1\b")
+
+
+# Two independent picks can also agree: "felt light and happy and light and happy", "a little little robot".
+# Such a sentence is drawn again (fabulist.eval.quality's doubled-phrase check, made cheap).
+_LITTLE = re.compile(r"\b(little) little\b", re.IGNORECASE)
+_AND_REPEAT = re.compile(r"\b(\w+(?: \w+){1,3}) and \1\b", re.IGNORECASE)
+
+
+def _doubled_word(sentence: str) -> bool:
+    """A word said twice in a row with nothing but a space between ("near near", "inside inside,")."""
+    words = sentence.lower().split()
+    return any(a == b.rstrip(',.;:!?"') for a, b in itertools.pairwise(words))
+
+
+def _tidy(sentence: str) -> str | None:
+    """The sentence with a doubled particle said once, or None when it still repeats itself."""
+    if _doubled_word(sentence):
+        sentence = _DOUBLED.sub(r"\1", sentence)
+        if _doubled_word(sentence):
+            return None
+    if " and " in sentence and _AND_REPEAT.search(sentence):
+        return None
+    return sentence
+
+
 def _say(name: str, c: dict[str, str], r) -> str:
-    """One sentence (or a short run of them) from rule `name`, with a capital first letter."""
+    """One sentence (or a short run of them) from rule `name`, with a capital first letter; drawn again
+    (a few times at most) while it repeats itself."""
     alts = _G[name]
-    return _cap(alts[int(r() * len(alts))](c, r))
+    for _ in range(8):
+        sentence = _cap(alts[int(r() * len(alts))](c, r))
+        tidy = _tidy(sentence)
+        if tidy is not None:
+            return tidy
+    return sentence
 
 
 def _with_caps(c: dict[str, str]) -> dict[str, str]:
@@ -1383,8 +1419,7 @@ def _body_context(elements: dict[str, el.Element], c: dict[str, str], r) -> dict
 def _plan(c: dict[str, str], r) -> list[list[tuple[str, bool]]]:
     """Which rules make up each paragraph after the opening, each flagged optional or not."""
     problem = [("problem_line", False), ("reaction", True)]
-    if c["fnamed"] or r() < 0.35:  # a named friend must be introduced before the name is used
-        problem.insert(0, ("friend_intro", False))
+    problem.insert(0, ("friend_intro", False))  # the friend is introduced before the story calls it "the X"
     if r() < 0.4:
         problem.append(("friend_speech", True))
     turns = _pick(_TURN_PAIRS, r) if r() < 0.45 else (_pick(_TURN_KINDS, r),)
@@ -1456,7 +1491,8 @@ def write_fable(elements: dict[str, el.Element], seed: int, opening_seed: int | 
     # A per-fable length goal, so that lengths spread over the target range instead of piling at its top.
     goal = TARGET_WORDS[0] + 20 + int(r() * (TARGET_WORDS[1] - TARGET_WORDS[0] - 20))
     paragraphs = _realise(_plan(c, r), (TARGET_WORDS[0] - fixed, goal - fixed), c, r)
-    return "\n\n".join([first, *paragraphs, moral])
+    # An adjective the character's own name already holds: "a little little robot", "Little little robot".
+    return _LITTLE.sub(r"\1", "\n\n".join([first, *paragraphs, moral]))
 
 
 # ---------------------------------------------------------------------------------------------------------
