@@ -215,13 +215,36 @@ def _echo_summary(s, out) -> None:
 @click.option(
     "--tokenizer", type=click.Path(), help="Existing tokenizer.json (default: train one on --data)."
 )
+@click.option(
+    "--init",
+    type=click.Path(file_okay=False),
+    help="Start from this model folder's weights and tokenizer (same shape) instead of random.",
+)
 @click.option("--vocab-size", type=int, default=4096, show_default=True)
 @click.option("--context", type=int, help="Sequence length (default: the preset's).")
+@click.option(
+    "--packing",
+    type=click.Choice(["docs", "stream"]),
+    default="docs",
+    show_default=True,
+    help="docs: rows of whole fables, padded, never cut from their header; stream: fixed blocks "
+    "across fables.",
+)
+@click.option(
+    "--loss-on",
+    type=click.Choice(["story", "all"]),
+    default="story",
+    show_default=True,
+    help="story: no loss on the header (random elements); all: every token.",
+)
 @click.option(
     "--batch-size", type=int, default=16, show_default=True, help="Sequences per step, all processes."
 )
 @click.option("--grad-accum", type=int, default=1, show_default=True)
-@click.option("--max-steps", type=int, help="Optimizer steps (default: --epochs over the data).")
+@click.option("--max-steps", type=int, help="Optimizer steps (default: --max-tokens, else --epochs).")
+@click.option(
+    "--max-tokens", type=int, help="Train on about this many tokens, padding not counted (sets the steps)."
+)
 @click.option("--epochs", type=float, default=1.0, show_default=True, help="Passes over the data.")
 @click.option("--lr", type=float, help="Peak learning rate (default: the preset's).")
 @click.option("--warmup-steps", type=int, help="Default: 5% of the steps, at most 100.")

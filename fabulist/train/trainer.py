@@ -53,7 +53,8 @@ class TrainConfig:
     context: int | None = None  # default: the preset's
     batch_size: int = 16  # sequences per optimizer step, over all processes
     grad_accum: int = 1
-    max_steps: int | None = None  # default: --epochs passes over the training blocks
+    max_steps: int | None = None  # default: --max-tokens, else --epochs passes over the training rows
+    max_tokens: int | None = None  # train on about this many tokens (padding not counted): sets max_steps
     epochs: float = 1.0
     lr: float | None = None  # default: the preset's
     min_lr_ratio: float = 0.1
@@ -71,11 +72,15 @@ class TrainConfig:
     compile: bool = False
     stop_after: int | None = None  # stop (with a checkpoint) at this step; --resume continues
     shape: dict | None = None  # a custom shape (presets.SHAPE_KEYS); `preset` then only names it
+    packing: str = "docs"  # docs: whole documents per row; stream: fixed blocks across documents (data.py)
+    loss_on: str = "story"  # story: header targets ignored; all: every real token
+    init: str | None = None  # start from this model folder's weights (and its tokenizer) instead of random
 
     def identity(self) -> dict:
         """The fields that must match for a checkpoint to be resumed by this configuration."""
-        skip = {"max_steps", "epochs", "eval_every", "eval_batches", "eval_fables", "eval_max_tokens",
-                "sample_every", "save_every", "device", "compile", "stop_after"}  # fmt: skip
+        skip = {"max_steps", "max_tokens", "epochs", "eval_every", "eval_batches", "eval_fables",
+                "eval_max_tokens", "sample_every", "save_every", "device", "compile",
+                "stop_after"}  # fmt: skip
         if self.shape is None:  # runs from before custom shapes resume unchanged
             skip.add("shape")
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
@@ -154,8 +159,9 @@ def prepare_out(cfg: TrainConfig, resume: bool, data_hash: str) -> Path:
 
 def _build_tokenizer(cfg: TrainConfig, out: Path, train_docs: list[str], dist: Dist, context: int):
     """Rank 0 trains (or copies) the tokenizer into the run folder; every rank then loads it from there."""
+    source = cfg.tokenizer or cfg.init  # a model to start from brings its own tokenizer
     if dist.main and not (out / "tokenizer.json").exists():
-        tok = tk.load(cfg.tokenizer) if cfg.tokenizer else tk.train_tokenizer(train_docs, cfg.vocab_size)
+        tok = tk.load(source) if source else tk.train_tokenizer(train_docs, cfg.vocab_size)
         tk.save(tok, out, context)
     _barrier(dist)
     return tk.load(out)
@@ -234,38 +240,65 @@ def build_model(preset: presets.Preset, tok, seed: int):
     return LlamaForCausalLM(config)
 
 
-def lm_loss(model, x, autocast: bool):
-    """Mean next-token cross-entropy of a (B, T + 1) token tensor; `torch.compile` wraps this whole
-    function with --compile, so the loss fuses with the model's last ops."""
+def init_weights(model, folder: str) -> None:
+    """Load a model folder's model.safetensors (safetensors only, never a pickle) into `model`."""
+    from safetensors.torch import load_file
+
+    path = Path(folder) / "model.safetensors"
+    if not path.is_file():
+        raise TrainError(f"--init {folder}: no model.safetensors in it")
+    try:
+        weights = load_file(path)
+    except Exception as exc:  # safetensors raises its own types for a bad file
+        raise TrainError(
+            f"--init {path}: not a readable safetensors file ({exc.__class__.__name__})"
+        ) from None
+    own = model.state_dict()
+    bad = sorted(k for k, v in weights.items() if k not in own or own[k].shape != v.shape)
+    missing = sorted(set(own) - set(weights) - {"lm_head.weight"})
+    if bad or missing:
+        raise TrainError(f"--init {folder}: weights do not fit this preset ({(bad or missing)[0]})")
+    model.load_state_dict(weights, strict=False)
+    if "lm_head.weight" not in weights:
+        model.tie_weights()
+
+
+def lm_loss(model, inputs, targets, autocast: bool, reduction: str = "mean"):
+    """Next-token cross-entropy of (B, T) inputs against (B, T) targets, IGNORE targets left out (mean
+    over the rest, or their sum); `torch.compile` wraps this whole function with --compile, so the loss
+    fuses with the model's last ops."""
     import torch
     import torch.nn.functional as F
 
-    inputs, targets = x[:, :-1], x[:, 1:]  # (B, T) each
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=autocast):
         logits = model(input_ids=inputs).logits  # (B, T, V)
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+                           ignore_index=td.IGNORE, reduction=reduction)  # fmt: skip
 
 
-def batch_loss(model, batch, device, autocast: bool, loss_fn=lm_loss):
-    """lm_loss of a (B, T + 1) numpy block batch."""
+def batch_loss(model, batch, device, autocast: bool, loss_fn=lm_loss, reduction: str = "mean"):
+    """lm_loss of a numpy (inputs, targets) batch."""
     import torch
 
-    return loss_fn(model, torch.from_numpy(batch).to(device, non_blocking=True), autocast)
+    x, y = (torch.from_numpy(a).to(device, non_blocking=True) for a in batch)
+    return loss_fn(model, x, y, autocast, reduction)
 
 
-def evaluate(model, blocks: td.Blocks, cfg: TrainConfig, micro: int, device, autocast: bool) -> float:
-    """Mean loss over the first eval_batches x micro validation blocks (a fixed set: comparable over time)."""
+def evaluate(model, rows: td.Rows, cfg: TrainConfig, micro: int, device, autocast: bool) -> float:
+    """Mean loss per story token over the first eval_batches x micro validation documents (a fixed set:
+    comparable over time and across packings)."""
     import torch
 
     model.eval()
-    n = min(blocks.count, cfg.eval_batches * micro)
-    losses = []
+    n = min(rows.count, cfg.eval_batches * micro)
+    total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, n, micro):
-            batch = td.np.stack([blocks.block(i) for i in range(start, min(n, start + micro))])
-            losses.append(batch_loss(model, batch, device, autocast).item())
+            batch = rows.batch(range(start, min(n, start + micro)))
+            total += batch_loss(model, batch, device, autocast, reduction="sum").item()
+            count += int((batch[1] != td.IGNORE).sum())
     model.train()
-    return sum(losses) / len(losses)
+    return total / max(1, count)
 
 
 def samples(model, tok, step: int, device) -> list[dict]:
@@ -293,7 +326,8 @@ def samples(model, tok, step: int, device) -> list[dict]:
 
 
 QUALITY_SEED = 0  # the same evaluation-region prompts and sampling seed at every evaluation of every run
-QUALITY_KEYS = ("moral_line", "character", "setting", "moral_stated", "distinct_2", "repetition_4gram")
+QUALITY_KEYS = ("moral_line", "character", "setting", "moral_stated", "one_name", "no_glitch", "introduced",
+                "distinct_2", "repetition_4gram")  # fmt: skip
 SMALL_MODEL = 50_000_000  # parameters under which CPU decoding of the quality fables uses one thread
 
 
@@ -348,10 +382,18 @@ def quality_metrics(model, tok, n: int, max_tokens: int, context: int, device) -
 @dataclass
 class Loaded:
     tok: object
-    train: td.Blocks
-    valid: td.Blocks | None
+    train: td.Rows
+    valid: td.Rows | None
     data_hash: str
     documents: int
+
+
+def rows_of(tok, docs: list[str], context: int, seed: int, progress: bool = False, **kw) -> td.Rows:
+    """Training or validation rows of documents (data.Rows; kw: packing, story_loss, window)."""
+    special = tk.special_ids(tok)
+    tokens, offsets = td.encode(tok, docs, progress=progress)
+    header = td.header_mask(tokens, special["bos"], tok.token_to_id(ff.STORY))
+    return td.Rows(tokens, offsets, header, context, seed, special["pad"], **kw)
 
 
 def load_data(cfg: TrainConfig, out: Path, dist: Dist, context: int) -> Loaded:
@@ -360,25 +402,36 @@ def load_data(cfg: TrainConfig, out: Path, dist: Dist, context: int) -> Loaded:
         raise TrainError(f"{cfg.data}: no fables in it")
     docs = td.documents(train_records)
     tok = _build_tokenizer(cfg, out, docs, dist, context)
-    train = td.Blocks(td.encode(tok, docs, progress=dist.main), context, cfg.seed)
+    train = rows_of(tok, docs, context, cfg.seed, progress=dist.main, packing=cfg.packing,
+                    story_loss=cfg.loss_on == "story", group=cfg.batch_size)  # fmt: skip
+    if train.split and dist.main and cfg.packing == "docs":
+        print(f"{train.split} of {len(docs)} fables are longer than the context ({context} tokens): each is "
+              "trained in pieces, the later ones without their header")  # fmt: skip
     if train.count < cfg.batch_size:
         raise TrainError(
-            f"{cfg.data}: {len(docs)} fables make {train.count} blocks of {context} tokens, fewer than one "
-            f"batch of {cfg.batch_size}; give more data or a smaller --batch-size/--context"
+            f"{cfg.data}: {len(docs)} fables make {train.count} rows of at most {context} tokens, fewer than "
+            f"one batch of {cfg.batch_size}; give more data or a smaller --batch-size (or a larger --context)"
         )
     valid = None
     if cfg.valid:
-        valid = td.Blocks(td.encode(tok, td.documents(td.read_records(cfg.valid))), context, cfg.seed)
+        valid = rows_of(tok, td.documents(td.read_records(cfg.valid)), context, cfg.seed, window=0,
+                        truncate=True)  # fmt: skip
         if valid.count == 0:
-            raise TrainError(f"{cfg.valid}: too small for one block of {context} tokens")
+            raise TrainError(f"{cfg.valid}: no fables in it")
     return Loaded(tok, train, valid, td.file_sha256(cfg.data), len(docs))
 
 
-def resolve_schedule(cfg: TrainConfig, blocks: int) -> TrainConfig:
-    """Defaults that need the data or preset: steps from --epochs, warmup, eval interval, the lr."""
+def resolve_schedule(cfg: TrainConfig, rows: td.Rows) -> TrainConfig:
+    """Defaults that need the data or preset: steps from --max-tokens or --epochs, warmup, eval interval,
+    the lr."""
     from dataclasses import replace
 
-    steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * blocks / cfg.batch_size))
+    if cfg.max_steps:
+        steps = cfg.max_steps
+    elif cfg.max_tokens:
+        steps = max(1, math.ceil(cfg.max_tokens / (cfg.batch_size * rows.tokens_per_row)))
+    else:
+        steps = max(1, math.ceil(cfg.epochs * rows.count / cfg.batch_size))
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else min(100, max(1, steps // 20))
     every = cfg.eval_every or max(1, steps // 10)
     lr = cfg.lr or presets.resolve(cfg.preset, cfg.shape).lr
@@ -396,8 +449,12 @@ def check_config(cfg: TrainConfig, dist: Dist) -> presets.Preset:
         )
     if (cfg.max_steps is not None and cfg.max_steps < 1) or cfg.epochs <= 0 or (cfg.lr or 1) <= 0:
         raise TrainError("need --max-steps >= 1, --epochs > 0 and --lr > 0")
+    if cfg.max_tokens is not None and cfg.max_tokens < 1:
+        raise TrainError("need --max-tokens >= 1")
     if cfg.eval_fables < 0 or cfg.eval_max_tokens < 1:
         raise TrainError("need --eval-fables >= 0 and --eval-max-tokens >= 1")
+    if cfg.packing not in ("docs", "stream") or cfg.loss_on not in ("story", "all"):
+        raise TrainError("need --packing docs|stream and --loss-on story|all")
     return preset
 
 
@@ -421,9 +478,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             json.dumps({"config": cfg.identity(), "data_sha256": td.file_sha256(cfg.data)}, indent=1),
         )
     loaded = load_data(cfg, out, dist, context)
-    cfg = resolve_schedule(cfg, loaded.train.count)
+    cfg = resolve_schedule(cfg, loaded.train)
     device = pick_device(cfg.device, dist)
-    model = build_model(preset, loaded.tok, cfg.seed).to(device)
+    model = build_model(preset, loaded.tok, cfg.seed)
+    if cfg.init:
+        init_weights(model, cfg.init)
+    model = model.to(device)
     optimizer = make_optimizer(model, cfg, device)
     state = {"step": 0, "position": [0, 0], "tokens": 0, "seconds": 0.0}
     if resume and (ckpt := latest_checkpoint(out)) is not None:
@@ -486,17 +546,19 @@ class Loop:
         import contextlib
 
         batch, position = self.data.train.take(position, self.cfg.batch_size)
-        rank_rows = batch[self.dist.rank * self.cfg.grad_accum * self.micro :][
-            : self.cfg.grad_accum * self.micro
-        ]
+        self.real_tokens = int((batch[0] != self.data.train.pad).sum())
+        # The loss is the mean over every target of the global batch, whatever the split into processes and
+        # micro-batches: each micro-batch adds its sum / all targets (x processes: DDP averages gradients).
+        scale = self.dist.world / max(1, int((batch[1] != td.IGNORE).sum()))
+        mine = self.dist.rank * self.cfg.grad_accum * self.micro
         total = 0.0
         for i in range(self.cfg.grad_accum):
             last = i == self.cfg.grad_accum - 1
             sync = contextlib.nullcontext() if last or self.dist.world == 1 else self.runner.no_sync()
             with sync:
-                rows = rank_rows[i * self.micro : (i + 1) * self.micro]
-                loss = batch_loss(self.runner, rows, self.device, self.autocast, self.loss_fn)
-                loss = loss / self.cfg.grad_accum
+                start = mine + i * self.micro
+                rows = tuple(a[start : start + self.micro] for a in batch)
+                loss = batch_loss(self.runner, rows, self.device, self.autocast, self.loss_fn, "sum") * scale
                 loss.backward()
             total += loss.item()
         return self._all_mean(total), position
@@ -521,6 +583,7 @@ class Loop:
             keep_rows_up_to(self.out / "metrics.jsonl", state["step"])
             keep_rows_up_to(self.out / "samples.jsonl", state["step"])
         step, position = state["step"], tuple(state["position"])
+        self.tokens = state["tokens"]  # real (not padding) tokens trained on so far
         stop = min(cfg.max_steps, cfg.stop_after or cfg.max_steps)
         show = progress and self.dist.main
         bar = tqdm(total=stop, initial=step, unit="step", disable=not show, dynamic_ncols=True)
@@ -548,14 +611,14 @@ class Loop:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip).item()
         self.optimizer_step()
         self.optimizer.zero_grad(set_to_none=True)
-        tokens = self.cfg.batch_size * self.context
+        self.tokens += self.real_tokens
         row = {
             "step": step + 1,
-            "tokens": (step + 1) * tokens,
+            "tokens": self.tokens,
             "loss": round(loss, 5),
             "lr": lr_at(step, self.cfg),
             "grad_norm": round(norm, 4),
-            "tokens_per_s": round(tokens / (time.perf_counter() - t0)),
+            "tokens_per_s": round(self.real_tokens / (time.perf_counter() - t0)),
         }
         return row, position
 
@@ -579,8 +642,7 @@ class Loop:
                 log.append(samples(self.model, self.data.tok, step, self.device))
 
     def checkpoint(self, step: int, position: tuple[int, int], seconds: float) -> None:
-        tokens = step * self.cfg.batch_size * self.context
-        state = {"step": step, "position": list(position), "tokens": tokens, "seconds": seconds}
+        state = {"step": step, "position": list(position), "tokens": self.tokens, "seconds": seconds}
         if self.dist.main:
             folder = self.out / "checkpoints" / f"step-{step:07d}"
             save_checkpoint(folder, self.model, self.optimizer, {**state, "identity": self.identity})
@@ -596,7 +658,10 @@ class Loop:
             "data": self.cfg.data,
             "data_sha256": self.data.data_hash,
             "documents": self.data.documents,
-            "tokens_seen": step * self.cfg.batch_size * self.context,
+            "tokens_seen": self.tokens,
+            "packing": self.cfg.packing,
+            "loss_on": self.cfg.loss_on,
+            "split_documents": self.data.train.split if self.cfg.packing == "docs" else None,
             "steps": step,
             "complete": done,
             "wall_seconds": round(seconds, 1),
@@ -688,16 +753,17 @@ def plot_quality(metrics: Path, png: Path) -> bool:
     by_loss = all("valid_loss" in r for r in rows)
     x = [r["valid_loss"] if by_loss else r["step"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
-    groups = (("moral_line", "character", "setting", "moral_stated"), ("distinct_2", "repetition_4gram"))
+    coverage = ("moral_line", "character", "setting", "moral_stated", "one_name", "no_glitch", "introduced")
+    groups = (coverage, ("distinct_2", "repetition_4gram"))
     for ax, keys in zip(axes, groups, strict=True):
-        for k in keys:
+        for k in (k for k in keys if all(k in r["quality"] for r in rows)):  # older runs lack newer checks
             ax.plot(x, [r["quality"][k] for r in rows], "o-", ms=3, label=k)
         ax.set(xlabel="validation loss (nats/token)" if by_loss else "step", ylim=(-0.02, 1.02))
         if by_loss and len(set(x)) > 1:
             ax.invert_xaxis()  # training goes to the right
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0].set(ylabel="share of fables", title="element coverage")
+    axes[0].set(ylabel="share of fables", title="element coverage and glitch-free fables")
     axes[1].set(title="diversity and repetition")
     n = rows[-1]["quality"]["fables"]
     fig.suptitle(f"{png.parent.name}: judge-free quality of {n} sampled fables per evaluation")

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 def run(fables, out, nproc: int) -> list[float]:
     train_path, valid_path = fables
     args = ["train", "--preset", "fable-1m", "--data", str(train_path), "--valid", str(valid_path),
-            "--out", str(out), "--vocab-size", "512", "--context", "64", "--batch-size", "8",
+            "--out", str(out), "--vocab-size", "2048", "--context", "512", "--batch-size", "8",
             "--max-steps", "5", "--warmup-steps", "2", "--lr", "3e-3", "--eval-every", "100",
             "--seed", "2"]  # fmt: skip
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
@@ -36,4 +36,7 @@ def test_two_processes_follow_one(fables, tmp_path):
     for a, b in zip(single, double, strict=True):
         assert abs(a - b) <= 2e-3 * abs(a), (single, double)
     record = json.loads((tmp_path / "two" / "training.json").read_text())
-    assert record["processes"] == 2 and record["tokens_seen"] == 5 * 8 * 64
+    one = json.loads((tmp_path / "one" / "training.json").read_text())
+    assert record["processes"] == 2 and record["packing"] == "docs"
+    # whole fables of 248-451 tokens, padding not counted: the same global batches in both runs
+    assert record["tokens_seen"] == one["tokens_seen"] and 5 * 8 * 248 <= record["tokens_seen"] < 5 * 8 * 512

@@ -13,9 +13,11 @@ pytestmark = pytest.mark.slow
 
 
 def config(fables, out, **kw) -> TrainConfig:
+    """The default recipe (whole fables per row, loss on the story): with 2,048 tokens the fixture's fables
+    are 248-451 tokens long, so every one fits a row of 512."""
     train_path, valid_path = fables
-    base = dict(preset="fable-1m", data=str(train_path), valid=str(valid_path), out=str(out), vocab_size=512,
-                context=64, batch_size=4, max_steps=6, warmup_steps=2, lr=3e-3, eval_every=3, save_every=100,
+    base = dict(preset="fable-1m", data=str(train_path), valid=str(valid_path), out=str(out), vocab_size=2048,
+                context=512, batch_size=4, max_steps=6, warmup_steps=2, lr=3e-3, eval_every=3, save_every=100,
                 seed=1)  # fmt: skip
     return TrainConfig(**{**base, **kw})
 
@@ -43,7 +45,8 @@ def test_output_is_a_hugging_face_folder(fables, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "run"
-    record = train(config(fables, out, max_steps=12, eval_every=4), progress=False)
+    cfg = config(fables, out, max_steps=12, eval_every=4, packing="stream", context=64, vocab_size=512)
+    record = train(cfg, progress=False)
     model = AutoModelForCausalLM.from_pretrained(out)
     tok = AutoTokenizer.from_pretrained(out)
     assert model.config.model_type == "llama" and model.config.tie_word_embeddings
@@ -88,10 +91,8 @@ def test_evaluations_record_judge_free_quality_without_changing_training(fables,
     """--eval-fables: each evaluation samples fables at fixed evaluation-region prompts and records element
     coverage, distinct-2 and 4-gram repetition in metrics.jsonl, plotted against the validation loss in
     quality.png; the training itself (losses, weights) is exactly that of a run without them."""
-    with_q = train(
-        config(fables, tmp_path / "q", context=128, eval_fables=3, eval_max_tokens=24), progress=False
-    )
-    without = train(config(fables, tmp_path / "plain", context=128, eval_fables=0), progress=False)
+    with_q = train(config(fables, tmp_path / "q", eval_fables=3, eval_max_tokens=24), progress=False)
+    without = train(config(fables, tmp_path / "plain", eval_fables=0), progress=False)
     assert losses(tmp_path / "q") == losses(tmp_path / "plain")
     assert with_q["final_valid_loss"] == without["final_valid_loss"]
     a = load_file(tmp_path / "q" / "model.safetensors")
