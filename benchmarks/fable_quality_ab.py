@@ -246,7 +246,8 @@ def markdown(results: dict, opts) -> str:
         note += (f"\nBefore: with fixed blocks across fables ({d['fables']:,} training fables, median "
                  f"{d['median_tokens']} tokens), the Moral: line was trained without its header in "
                  f"{d['moral_without_header_512']:.0%} of fables at context 512 and "
-                 f"{d['moral_without_header_256']:.0%} at 256 (any cut: {d['cut_512']:.0%} / {d['cut_256']:.0%}).\n")  # fmt: skip
+                 f"{d['moral_without_header_256']:.0%} at 256 (cut anywhere: {d['cut_512']:.0%} / "
+                 f"{d['cut_256']:.0%}).\n")  # fmt: skip
     return "\n".join(lines) + "\n" + note
 
 
