@@ -1,13 +1,14 @@
 """The training-recipe A/B for fable quality: continue one model that already reads its header with each
-recipe for the same steps, then score every arm the same way.
+recipe for the same tokens, then score every arm the same way.
 
-    .venv/bin/python benchmarks/fable_quality_ab.py --split out/default/split --out runs/ab [--steps 500]
+    .venv/bin/python benchmarks/fable_quality_ab.py --split out/default/split --out runs/ab [--start DIR]
 
-Start point: the shipped default model (`runtime/models/fable-5m`). Its fp32 training checkpoint did not
-survive, so the start is rebuilt from its Q4_K_M GGUF (every tensor dequantized with gguf-py; Q/K rows
-un-permuted back to Hugging Face's layout): KLD 0.0006 from the original per the export manifest, and
-every arm starts from exactly the same weights. Arms (same data, seed and schedule, and the same number of
-real tokens, padding not counted; only the recipe differs):
+Start point: the first default model, fable-5m v1 (20.5M tokens of fixed 512-token blocks; `--start`, a
+packed model folder: `git archive 52c23ba runtime/models/fable-5m` holds it). Its fp32 training
+checkpoint did not survive, so the start is rebuilt from its Q4_K_M GGUF (every tensor dequantized with
+gguf-py; Q/K rows un-permuted back to Hugging Face's layout): KLD 0.0006 from the original per the export
+manifest, and every arm starts from exactly the same weights. Arms (same data, seed and schedule, and the
+same number of real tokens, padding not counted; only the recipe differs):
 
     stream-all   fixed 512-token blocks across fables, loss on every token (the recipe before)
     docs-all     whole fables per row, padded, loss on every real token
@@ -191,12 +192,13 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=2_048_000, help="tokens per arm, padding not counted")
     ap.add_argument("--lr", type=float, default=6e-4, help="peak learning rate of each arm's continuation")
     ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--start", type=Path, default=SHIPPED, help="packed model folder to continue (v1)")
     ap.add_argument("-n", type=int, default=200, help="evaluation prompts for the quality bar")
     opts = ap.parse_args()
     from fabulist.train import data as td
 
     opts.out.mkdir(parents=True, exist_ok=True)
-    start = hf_from_gguf(SHIPPED, SHIPPED / "gguf" / "model-q4_k_m.gguf", opts.out / "start")
+    start = hf_from_gguf(opts.start, opts.start / "gguf" / "model-q4_k_m.gguf", opts.out / "start")
     valid = [r for r in td.read_records(opts.split / "valid.parquet") if r.get("variant") == "full"][:200]
     results_file = opts.out / "ab.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}

@@ -659,6 +659,7 @@ class Loop:
             "data_sha256": self.data.data_hash,
             "documents": self.data.documents,
             "tokens_seen": self.tokens,
+            **({"init": self.cfg.init} if self.cfg.init else {}),
             "packing": self.cfg.packing,
             "loss_on": self.cfg.loss_on,
             "split_documents": self.data.train.split if self.cfg.packing == "docs" else None,
