@@ -753,10 +753,13 @@ def bench_fit(budget, context, results_path, as_json) -> None:
 
 
 def _register_data_tools() -> None:
+    from fabulist.data.tf1_cli import export_tf1_command, import_command
     from fabulist.data.tools_cli import split, stats
 
     data.add_command(stats)
     data.add_command(split)
+    data.add_command(import_command)
+    data.add_command(export_tf1_command)
 
 
 _register_data_tools()
