@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fabulist.export.errors import ExportError
 from fabulist.export.run import table
+from fabulist.names import RULE, is_folder_name
 
 SHIP = ("onnx-genai/int4", "onnx/model_q4.onnx", "gguf/model-q4_k_m.gguf")
 META = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -182,6 +183,8 @@ def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dic
 def pack(run: str | Path, name: str, dest_root: str | Path, quality_path: str | Path,
          reproduce_path: str | Path, max_bytes: int = MAX_BYTES) -> Path:  # fmt: skip
     """Copy the shippable artifacts of an exported run into dest_root/name with a README.md model card."""
+    if not is_folder_name(name):  # dest_root/name (and its .tmp, .old) must stay inside dest_root
+        raise ExportError(f"--name {name!r} is not a plain folder name: use {RULE}")
     run, dest_root = Path(run), Path(dest_root)
     quality_path, reproduce_path = Path(quality_path), Path(reproduce_path)
     if not run.is_dir():

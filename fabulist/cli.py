@@ -93,11 +93,13 @@ def _parse_fixed(values: tuple[str, ...]) -> dict[str, str]:
 )
 @click.option("--fix", multiple=True, metavar="KIND=ID", help="Fix an element, e.g. --fix character=fox.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="Output JSONL.")
-def data_prompts(count, seed, shard, region, variants, fix, out) -> None:
+@click.option("--force", is_flag=True, help="Replace --out even when it is not a prompts file.")
+def data_prompts(count, seed, shard, region, variants, fix, out, force) -> None:
     """Sample distinct element combinations and write one prompt record per line.
 
     The same seed and shard give the same prompts; a larger --count extends a smaller one. The file is
-    written to a temporary name and renamed, so an existing output is never half-overwritten.
+    written to a temporary name and renamed, so an existing output is never half-overwritten; an existing
+    file that is not a prompts file (fables, anything else) is only replaced with --force.
     """
     from tqdm import tqdm
 
@@ -107,6 +109,8 @@ def data_prompts(count, seed, shard, region, variants, fix, out) -> None:
     weights = prompts.parse_variants(variants)
     records = prompts.sample(count, seed, shard, region, weights, _parse_fixed(fix))
     lines = [dumps(r) + "\n" for r in tqdm(records, total=count, unit="prompt", disable=count < 20000)]
+    if not force:
+        prompts.check_replaceable(out)
     write_atomic(out, "".join(lines))
     click.echo(f"wrote {len(lines):,} prompts to {out} (region {region}, shard {shard}, seed {seed})")
 

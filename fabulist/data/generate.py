@@ -6,21 +6,27 @@ The output is append-only: records are flushed and fsynced as they are written (
 network teacher, in small groups for the offline one). A rerun skips prompts already in the output; a
 torn last line from a crash is cut off and that fable written again, never duplicated. Failed prompts
 go to the errors file (`fables.errors.jsonl`) with the reason, and are retried by the next run.
+Before anything is written: the output, prompts and errors files must be three different files, an
+existing output (and errors file) must be one of ours, and no other run may hold the output's lock.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fabulist import locks
 from fabulist.data import elements as el
 from fabulist.data.records import AppendLog, RecordError, read_jsonl
 from fabulist.data.teachers.base import Budget, Teacher
 
 PROMPT_REQUIRED = ("prompt_hash", "variant", "elements", "prompt")
+FABLE_REQUIRED = ("prompt_hash", "fable")
+ERROR_REQUIRED = ("prompt_hash", "error")
 
 
 @dataclass
@@ -58,15 +64,27 @@ def load_prompts(path: str | Path) -> list[dict]:
     return prompts
 
 
-def done_hashes(path: Path) -> set[str]:
-    """prompt_hash of every record already in the output (which must be well-formed)."""
-    if not path.exists():
-        return set()
-    return {r["prompt_hash"] for r in read_jsonl(path, ("prompt_hash", "fable"))}
-
-
 def default_errors_path(out: Path) -> Path:
     return out.with_name(out.name.removesuffix(".jsonl") + ".errors.jsonl")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (through links too); paths not there yet compare resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def check_distinct(prompts: Path, out: Path, errors: Path) -> None:
+    """Refuse to append fables or errors into the prompts, or errors into the fables."""
+    pairs = [(out, prompts, "-o", "--prompts"), (errors, prompts, "--errors", "--prompts"),
+             (errors, out, "--errors", "-o")]  # fmt: skip
+    for a, b, name_a, name_b in pairs:
+        if same_file(a, b):
+            raise RecordError(
+                f"{name_a} {a} is the same file as {name_b} {b}; give {name_a} a file of its own"
+            )
 
 
 def pending(prompts: Iterable[dict], done: set[str], limit: int | None) -> list[dict]:
@@ -95,13 +113,20 @@ def generate(
 
     out_path = Path(out_path)
     errors_path = Path(errors_path) if errors_path else default_errors_path(out_path)
+    check_distinct(Path(prompts_path), out_path, errors_path)
     budget = budget or Budget()
     prompts = load_prompts(prompts_path)
     summary = Summary(prompts=len(prompts))
     start = time.perf_counter()
-    with AppendLog(out_path) as out, AppendLog(errors_path) as errors:
+    done: set[str] = set()
+    with (
+        locks.exclusive(out_path, "`fabulist data generate` run"),
+        AppendLog(
+            out_path, FABLE_REQUIRED, each=lambda r: done.add(r["prompt_hash"]), kind="fables file"
+        ) as out,
+        AppendLog(errors_path, ERROR_REQUIRED, kind="fabulist errors file", create=False) as errors,
+    ):
         summary.repaired_bytes = out.repaired_bytes
-        done = done_hashes(out_path)
         summary.already_done = len(done & {p["prompt_hash"] for p in prompts})
         todo = pending(prompts, done, limit)
         bar = tqdm(total=len(todo), unit="fable", disable=not progress, dynamic_ncols=True)

@@ -26,9 +26,10 @@ import math
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from fabulist.data import elements as el
-from fabulist.data.records import VARIANTS
+from fabulist.data.records import VARIANTS, file_kind
 from fabulist.errors import FabulistError
 
 EVAL_PAIR_MODULUS = 50  # one (character, moral) pair in 50 is held out for evaluation
@@ -47,6 +48,16 @@ _RULES = (
 
 class PromptError(FabulistError, ValueError):
     """An impossible prompt request: bad shard, count larger than the space, unknown element."""
+
+
+def check_replaceable(out: str | Path) -> None:
+    """Refuse to replace an existing file that is not a prompts file (a fables file, anything else)."""
+    if not Path(out).is_file():
+        return
+    kind = file_kind(out)
+    if kind not in ("prompts", "empty"):
+        held = "holds fables" if kind == "fables" else "is not a prompts file"
+        raise PromptError(f"{out} {held}; writing prompts would replace it (choose another -o, or --force)")
 
 
 def prompt_hash(ids: Mapping[str, str]) -> str:

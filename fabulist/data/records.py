@@ -18,13 +18,18 @@ A fables file (`fabulist data generate`) holds one fable per line, with TinyFabu
      "seed"}
 
 Files are appended to, a record a line, flushed and fsynced; a crash can leave at most one torn last
-line, which `AppendLog` cuts off when it opens the file again.
+line, which `AppendLog` cuts off when it opens the file again. It cuts nothing else: a last line that is a
+whole record gets its newline, and a file that is not a log of such records is refused as it is.
+
+Every record is written through `dumps`, which scrubs the API key (OPENAI_API_KEY) and any bearer token
+from every string, whatever field a server echoed it into.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -49,8 +54,55 @@ class RecordError(FabulistError, ValueError):
     """A JSONL file or one of its records is malformed."""
 
 
+REDACTED = "[redacted]"
+# A shorter OPENAI_API_KEY ("EMPTY", "none": a local server's) is no secret, and scrubbing it would eat words
+# of fables: then only "Bearer <key>" is scrubbed.
+MIN_SECRET = 8
+# Any bearer token: 8 or more token characters, at least one a digit (so "Bearer of good news" stays).
+_BEARER = re.compile(r"\bBearer\s+(?=[A-Za-z0-9._~+/=-]*\d)[A-Za-z0-9._~+/=-]{8,}")
+
+
+def _secrets() -> list[str]:
+    key = os.environ.get("OPENAI_API_KEY", "")
+    return [s for s in (f"Bearer {key}" if key else "", key if len(key) >= MIN_SECRET else "") if s]
+
+
+def scrub(value):
+    """value with the API key and bearer tokens replaced by REDACTED in every string (and dict key)."""
+    if isinstance(value, str):
+        for secret in _secrets():
+            value = value.replace(secret, REDACTED)
+        return _BEARER.sub(REDACTED, value) if "Bearer" in value else value
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
+
+
 def dumps(record: dict) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    """One JSONL line, with any secret scrubbed (the common case, none, costs one substring test)."""
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    escaped = [json.dumps(s, ensure_ascii=False)[1:-1] for s in _secrets()]
+    if "Bearer" in text or any(s in text for s in escaped):
+        text = json.dumps(scrub(record), ensure_ascii=False, separators=(",", ":"))
+    return text
+
+
+def parse_line(line: bytes | str, where: str, required: Iterable[str] = ()) -> dict:
+    """One JSONL line as a record (a JSON object with the `required` fields) or RecordError at `where`."""
+    try:
+        record = json.loads(line.decode("utf-8") if isinstance(line, bytes) else line)
+    except UnicodeDecodeError:
+        raise RecordError(f"{where}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise RecordError(f"{where}: expected a JSON object")
+    missing = [f for f in required if f not in record]
+    if missing:
+        raise RecordError(f"{where}: missing field(s) {', '.join(missing)}")
+    return record
 
 
 def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[dict]:
@@ -58,73 +110,131 @@ def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[dict]
     path = Path(path)
     required = tuple(required)
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")
     except FileNotFoundError:
         raise RecordError(f"{path}: file not found") from None
     except OSError as exc:
         raise RecordError(f"{path}: cannot read ({exc.strerror})") from None
     with handle:
         for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise RecordError(f"{path}:{number}: expected a JSON object")
-            missing = [f for f in required if f not in record]
-            if missing:
-                raise RecordError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
-            yield record
+            if line.strip():
+                yield parse_line(line, f"{path}:{number}", required)
+
+
+def file_kind(path: str | Path) -> str | None:
+    """'prompts' or 'fables' by the first record of an existing file, 'empty', or None (anything else)."""
+    with Path(path).open("rb") as f:
+        head = f.read(1 << 20)
+    first = next((line for line in head.split(b"\n") if line.strip()), None)
+    if first is None:
+        return "empty"
+    try:
+        record = parse_line(first, str(path))
+    except RecordError:
+        return None
+    if "fable" in record:
+        return "fables"
+    return "prompts" if all(f in record for f in ("prompt_hash", "prompt", "elements")) else None
 
 
 class AppendLog:
     """An append-only JSONL file: every `append` is written, flushed and fsynced before it returns.
 
-    Opening repairs a torn last line (the tail after the final newline, left by a crash mid-write) by
-    truncating it away, so the record is produced again rather than kept half-written or duplicated.
+    Opening looks before it changes anything. A last line without its newline is either a whole record
+    (it gets its newline) or a record torn by a crash mid-write (it starts like one and does not parse: it
+    is cut away, so the record is produced again rather than kept half-written or duplicated). Anything
+    else there (binary, other text, JSON that is not such a record) raises RecordError and the file stays
+    as it is. With `required`, every line is read and checked first (a JSON object with those fields) and
+    handed to `each`; without, only the last line is looked at. `create=False`: the file is made on the
+    first append rather than at once.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, required: Iterable[str] = (), *, each=None, kind: str = "JSONL log",
+                 create: bool = True):  # fmt: skip
         self.path = Path(path)
-        self.repaired_bytes = self._repair()
+        self.required, self.kind = tuple(required), kind
+        self.newline_added = False
+        self.repaired_bytes = self._check(each or (lambda record: None)) if self.path.exists() else 0
+        self._handle = None
+        if create:
+            self._open()
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = self.path.open("a", encoding="utf-8")
 
-    def _repair(self) -> int:
-        if not self.path.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            return 0
+    def _record(self, line: bytes, number: int) -> dict:
+        try:
+            return parse_line(line, f"{self.path}:{number}", self.required)
+        except RecordError as exc:
+            raise RecordError(f"{exc}; not a {self.kind}, so it is left as it is") from None
+
+    def _check(self, each) -> int:
+        """Check what the file holds and mend its last line; return the bytes cut."""
         with self.path.open("rb+") as f:
             size = f.seek(0, os.SEEK_END)
-            if size == 0:
-                return 0
-            f.seek(max(0, size - 1))
-            if f.read(1) == b"\n":
-                return 0
             keep = _last_newline_end(f, size)
-            f.truncate(keep)
+            number = None
+            if self.required:
+                f.seek(0)
+                for number, line in enumerate(f, 1):  # the last number is the tail's
+                    if not line.endswith(b"\n"):
+                        break
+                    if line.strip():
+                        each(self._record(line, number))
+            f.seek(keep)
+            tail = f.read(size - keep)
+            if not tail:
+                return 0
+            if _torn(tail):
+                f.truncate(keep)
+                f.flush()
+                os.fsync(f.fileno())
+                return size - keep
+            if tail.strip():
+                f.seek(0)
+                each(self._record(tail, number or f.read(keep).count(b"\n") + 1))
+            f.seek(size)
+            f.write(b"\n")  # a whole last record (or blanks) that only lacks its newline keeps its bytes
             f.flush()
             os.fsync(f.fileno())
-            return size - keep
+            self.newline_added = True
+            return 0
 
     def append(self, records: Iterable[dict]) -> int:
         """Write records as lines in one flush + fsync; return how many were written."""
         lines = [dumps(r) + "\n" for r in records]
         if lines:
+            if self._handle is None:
+                self._open()
             self._handle.write("".join(lines))
             self._handle.flush()
             os.fsync(self._handle.fileno())
         return len(lines)
 
     def close(self) -> None:
-        self._handle.close()
+        if self._handle is not None:
+            self._handle.close()
 
     def __enter__(self) -> AppendLog:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _torn(tail: bytes) -> bool:
+    """Whether a last line is the start of a record cut by a crash: an object's opening, text without
+    control characters (dumps escapes them), maybe a split UTF-8 character at the end, and not parseable."""
+    if not tail.startswith(b'{"') or re.search(rb"[\x00-\x1f]", tail):
+        return False
+    try:
+        json.loads(tail.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return exc.reason == "unexpected end of data"
+    except json.JSONDecodeError:
+        return True
+    return False
 
 
 def _last_newline_end(f, size: int, block: int = 1 << 16) -> int:

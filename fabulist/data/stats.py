@@ -383,6 +383,20 @@ def _sentences_text(top: list[dict], width: int = 72) -> str:
     return "\n".join(rows)
 
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def check_plot_path(path: str | Path) -> None:
+    """Refuse to replace an existing file that is not a PNG (a fables file given as --plot, a report)."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as f:
+            if f.read(len(PNG_MAGIC)) != PNG_MAGIC:
+                raise FabulistError(
+                    f"--plot {path} exists and is not a PNG; choose another file, or --force to replace it"
+                )
+
+
 def write_plot(stats: dict, path: str | Path) -> None:
     """A PNG histogram of words per fable, rendered in memory and written atomically."""
     try:

@@ -1,6 +1,6 @@
 """The dataset tools as click commands, registered into `fabulist data` by the CLI.
 
-    fabulist data stats fables.jsonl [--json] [--plot stats.png] [--near-threshold 0.8]
+    fabulist data stats fables.jsonl [--json] [--plot stats.png [--force]] [--near-threshold 0.8]
     fabulist data split fables.jsonl --out data/ [--valid-fraction 0.05] [--seed 0] [--force]
 
 Each command parses options and calls one function (`stats.compute_stats`, `split.split_dataset`). They
@@ -45,12 +45,15 @@ _near = click.option(
 @click.argument("fables", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the text report.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG histogram.")
+@click.option("--force", is_flag=True, help="Let --plot replace an existing file that is not a PNG.")
 @_near
 @_one_line_errors
-def stats(fables: Path, as_json: bool, plot: Path | None, near_threshold: float) -> None:
+def stats(fables: Path, as_json: bool, plot: Path | None, force: bool, near_threshold: float) -> None:
     """Counts, lengths, diversity, element coverage, duplicates and top sentences of a fables file."""
-    from fabulist.data.stats import compute_stats, render_text, write_plot
+    from fabulist.data.stats import check_plot_path, compute_stats, render_text, write_plot
 
+    if plot and not force:
+        check_plot_path(plot)
     result = compute_stats(fables, near_threshold=near_threshold)
     if plot:
         write_plot(result, plot)

@@ -3,8 +3,9 @@
     fabulist eval judge runs/eval/int4 --judge-model gpt-4.1     # a second run sends no request
 
 The key is a hash of the judge model, base URL, judge-prompt version, request parameters, the task and
-the completion. Only parsed grades are stored (failures are asked again next time). Each grade is
-committed as it arrives, so an interrupted run resumes where it stopped. Used from one thread.
+the completion. Only parsed grades are stored (failures are asked again next time), with the API key
+scrubbed from them. Each grade is committed as it arrives, so an interrupted run resumes where it
+stopped. Used from one thread, by one process at a time (a second gets one line naming the holder).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import hashlib
 import json
 import sqlite3
 from pathlib import Path
+
+from fabulist import locks
+from fabulist.data.records import scrub
 
 
 def key(**parts) -> str:
@@ -23,6 +27,7 @@ class GradeCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = locks.exclusive(self.path, "judge run using this cache")
         self.db = sqlite3.connect(self.path)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(
@@ -41,12 +46,13 @@ class GradeCache:
     def put(self, k: str, grade: dict, input_tokens: int, output_tokens: int) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO grades VALUES (?, ?, ?, ?)",
-            (k, json.dumps(grade, ensure_ascii=False), input_tokens, output_tokens),
+            (k, json.dumps(scrub(grade), ensure_ascii=False), input_tokens, output_tokens),
         )
         self.db.commit()
 
     def close(self) -> None:
         self.db.close()
+        self.lock.release()
 
     def __enter__(self) -> GradeCache:
         return self

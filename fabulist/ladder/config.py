@@ -39,6 +39,7 @@ from importlib import resources
 from pathlib import Path
 
 from fabulist.errors import FabulistError
+from fabulist.names import RULE, is_folder_name
 from fabulist.train import presets
 
 FAMILIES = ("deep-thin", "wide-shallow")
@@ -300,8 +301,8 @@ def _rung(entry, at: str, size: str, target: int, tokens: int, context: int, lr_
     if unknown:
         raise LadderError(f"{at}: unknown key {unknown[0]!r}; a rung has name, family, shape or preset, lr")
     name = entry.get("name")
-    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
-        raise LadderError(f"{at}: name must be a non-empty folder name (got {name!r})")
+    if not is_folder_name(name):
+        raise LadderError(f"{at}: name must be a non-empty folder name: {RULE} (got {name!r})")
     if entry.get("family") not in FAMILIES:
         raise LadderError(
             f"{at} ({name}): family {entry.get('family')!r} is not one of {', '.join(FAMILIES)}"

@@ -26,6 +26,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from fabulist import fable_format as ff
+from fabulist import locks
 from fabulist.data.records import AppendLog, write_atomic
 from fabulist.errors import FabulistError
 from fabulist.train import data as td
@@ -135,6 +136,7 @@ def pick_device(name: str, dist: Dist):
 def prepare_out(cfg: TrainConfig, resume: bool, data_hash: str) -> Path:
     """Create or check the run folder; refuse to mix two different runs in one folder."""
     out = Path(cfg.out)
+    locks.hold(out, "training run")  # out.lock beside the folder, held until this process exits
     run_file = out / "run.json"
     wanted = {"config": cfg.identity(), "data_sha256": data_hash}
     if run_file.exists():

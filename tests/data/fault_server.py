@@ -11,6 +11,9 @@ carry that prompt accordingly, counts them, and records when each arrived. Tags:
     length       always a reply cut by finish_reason=length
     always500    always 500
     slow         a fable after 50 ms
+    echo401      always 401 whose message quotes the API key (as OpenAI's "Incorrect API key provided")
+    echo400      always 400 whose message quotes the Authorization header ("Bearer <key>")
+    echokey      a fable that quotes the Authorization header, from a model named after the key
 
 `server.heal()` makes every later request succeed (a fixed upstream, for rerun tests).
 """
@@ -96,6 +99,13 @@ class _Handler(BaseHTTPRequestHandler):
             seen = len(self.server.requests[key])
         failing = not self.server.healed and seen <= times
         model = body["model"]
+        auth = self.headers.get("Authorization", "")
+        if tag in ("echo401", "echo400"):
+            return self._send(int(tag[4:]), _echo_error(tag, auth))
+        if tag == "echokey":
+            return self._send(
+                200, self._reply(f"{model}+{auth.removeprefix('Bearer ')}", f"{FABLE}\n({auth})")
+            )
         if tag == "429" and failing:
             return self._send(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": "1"})
         if (tag == "500" and failing) or (tag == "always500" and not self.server.healed):
@@ -111,3 +121,24 @@ class _Handler(BaseHTTPRequestHandler):
         if tag == "slow":
             time.sleep(0.05)
         return self._send(200, self._reply(model, FABLE))
+
+
+def _echo_error(tag: str, auth: str) -> bytes:
+    """An error body that quotes the credentials, as some servers (and OpenAI's 401) do."""
+    if tag == "echo401":
+        key = auth.removeprefix("Bearer ")
+        message = (
+            f"Incorrect API key provided: {key}. You can find your API key at https://platform.openai.com."
+        )
+        error = {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    else:
+        error = {
+            "message": f"bad request; headers were Authorization: {auth}",
+            "type": "invalid_request_error",
+        }
+    return json.dumps({"error": error}).encode()

@@ -3,10 +3,10 @@
 Every reply that would have been a fable is a grade instead. Fault tags ("[[fault:429x2]]" ...) work as
 there; judge tags in the story choose the reply: "[[judge:garbage]]" prose with no JSON, "[[judge:fenced]]"
 a grade in a ```json fence with prose around it, "[[judge:echo]]" prose quoting the story's text and
-then a grade (two candidate objects when the story holds one). `refuse` lists response_format types the
-server answers with HTTP 400 (as a server without structured output would), or with `refuse_status` and
-llama-cpp-python's own message (its server reports a request validation error as HTTP 500). `bodies` keeps
-every request.
+then a grade (two candidate objects when the story holds one), "[[judge:echokey]]" a grade whose
+rationale quotes the Authorization header. `refuse` lists response_format types the server answers with
+HTTP 400 (as a server without structured output would), or with `refuse_status` and llama-cpp-python's
+own message (its server reports a request validation error as HTTP 500). `bodies` keeps every request.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ def story_of(user: str) -> str:
     return re.search(r"<<<STORY>>>\n(.*)\n<<<END STORY>>>", user, re.S).group(1)
 
 
-def answer(body: dict) -> str:
+def answer(body: dict, auth: str = "") -> str:
     user = body["messages"][-1]["content"]
     grade = json.dumps(GRADE)
+    if "[[judge:echokey]]" in user:  # a grade whose rationale quotes the Authorization header
+        return json.dumps({**GRADE, "rationale": f"Fine. Sent with {auth}."})
     if "[[judge:garbage]]" in user:
         return "What a lovely story! I would give it a good score."
     if "[[judge:fenced]]" in user:
@@ -58,7 +60,7 @@ class _JudgeHandler(_Handler):
 
     def _reply(self, model: str, content: str, finish: str = "stop") -> bytes:
         if content == FABLE:
-            content = answer(self._body)
+            content = answer(self._body, self.headers.get("Authorization", ""))
         return super()._reply(model, content, finish)
 
 

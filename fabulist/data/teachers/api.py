@@ -4,12 +4,13 @@
         --model NAME --concurrency 8
 
 The key comes from OPENAI_API_KEY only and is handed to the client, never to a record, log or error
-message. The client's own retries are off: this module retries 429, 5xx, timeouts, connection errors
-and unparseable replies with exponential backoff and full jitter, waiting at least what `Retry-After`
-(or `retry-after-ms`) asks. A reply cut by `finish_reason=length`, or with empty content, is an error,
-not a record: it goes to the errors file and is retried on the next run. When the server stops accepting
-connections (`--concurrency`, at least 3, prompts in a row give up on connection errors) the run stops with
-one line instead of filing every remaining prompt as an error; what was written is kept.
+message (`records.dumps` scrubs it from whatever a server echoes back). The client's own retries are
+off: this module retries 429, 5xx, timeouts, connection errors and unparseable replies with exponential
+backoff and full jitter, waiting at least what `Retry-After` (or `retry-after-ms`) asks. A reply cut by
+`finish_reason=length`, or with empty content, is an error, not a record: it goes to the errors file and
+is retried on the next run. When the server stops accepting connections (`--concurrency`, at least 3,
+prompts in a row give up on connection errors) the run stops with one line instead of filing every
+remaining prompt as an error; what was written is kept.
 
 The request machinery is shared with the LLM judge (`fabulist.eval.judge`): `Retryable` and `Rejected`,
 `request_errors` (an OpenAI client exception -> one of those), and `APITeacher.retrying` (the retry loop).
@@ -29,7 +30,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from urllib.parse import urlsplit, urlunsplit
 
 from fabulist.data.prompts import SYSTEM_PROMPT
-from fabulist.data.records import fable_record
+from fabulist.data.records import fable_record, scrub
 from fabulist.data.teachers.base import Budget, Outcome, TeacherError
 
 CONNECTION_ERROR = "connection error"  # how the error of a request that found no server begins
@@ -67,7 +68,8 @@ def request_errors(openai_module):
     except oa.APIStatusError as exc:
         if exc.status_code in (408, 409) or exc.status_code >= 500:
             raise Retryable(f"HTTP {exc.status_code}", retry_after(exc.response.headers)) from None
-        raise Rejected(f"HTTP {exc.status_code}: {exc.message}"[:300]) from None
+        # scrubbed before the cut, so a server that echoes the key cannot leave a prefix of it
+        raise Rejected(scrub(f"HTTP {exc.status_code}: {exc.message}")[:300]) from None
     except (json.JSONDecodeError, oa.APIResponseValidationError):
         raise Retryable("malformed JSON reply") from None
 

@@ -1,0 +1,105 @@
+"""Exclusive locks on outputs (a fables file, a judge cache, a training run), so two runs never share one.
+
+    with locks.exclusive(out, "`fabulist data generate`"):   # a second run gets one line naming the PID
+        ...
+
+The lock is `fcntl.flock` on `<target>.lock` beside the target (symlinks resolved), a file that holds the
+holder's PID for that message. The kernel drops the lock when its process dies, so a crash never leaves a
+stale lock: a leftover file is only a name, locked again by the next run. Where `fcntl` is missing
+(Windows) nothing is locked.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+from pathlib import Path
+
+from fabulist.errors import FabulistError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+
+class LockError(FabulistError):
+    """Another process holds the lock on an output."""
+
+
+def lock_path(target: str | Path) -> Path:
+    target = Path(target).resolve()
+    return target.with_name(target.name + ".lock")
+
+
+class Lock:
+    """An exclusive, non-blocking lock on `target`, taken when made; `release` (or the `with` block's end)
+    removes the lock file and lets go."""
+
+    def __init__(self, target: str | Path, what: str):
+        self.path = lock_path(target)
+        self.fd = _acquire(self.path, target, what)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # while still locked: a waiting opener then sees the file is gone
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def exclusive(target: str | Path, what: str) -> Lock:
+    """`with exclusive(out, what):` holds the lock for the block; LockError if another process has it."""
+    return Lock(target, what)
+
+
+_held: dict[Path, Lock] = {}
+
+
+def hold(target: str | Path, what: str) -> Lock:
+    """Lock `target` until this process exits (once: asking again from the same process is a no-op)."""
+    path = lock_path(target)
+    if path not in _held:
+        _held[path] = Lock(target, what)
+    return _held[path]
+
+
+@atexit.register
+def _release_held() -> None:
+    for lock in _held.values():
+        lock.release()
+
+
+def _acquire(path: Path, target: str | Path, what: str) -> int | None:
+    if fcntl is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if isinstance(exc, BlockingIOError):
+                raise LockError(
+                    f"{target} is in use by another {what} (pid {pid}); wait for it to finish or stop it"
+                ) from None
+            raise LockError(f"cannot lock {path} ({exc.strerror})") from None
+        try:  # the holder may have removed the file between our open and our lock: then lock the new one
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
