@@ -80,6 +80,21 @@ def quality_table(quality: dict, quant: str, ref: str) -> str:
     return "\n".join(lines)
 
 
+def _recipe(training: dict) -> list[str]:
+    """The card's lines on how the run was trained, for the fields newer runs record."""
+    lines = []
+    if training.get("init"):
+        lines.append(f"- continued from the weights of `{Path(training['init']).name}` (see Reproduce)")
+    if training.get("packing"):
+        kinds = {
+            "docs": "whole fables per row, never cut from their header",
+            "stream": "fixed blocks across fables",
+        }
+        rows = kinds.get(training["packing"], training["packing"])
+        lines.append(f"- rows: {rows}; loss on {training.get('loss_on', 'all')} tokens")
+    return lines
+
+
 def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dict], quality: dict,
          quant: str, ref: str, reproduce: str, total: int) -> str:  # fmt: skip
     from fabulist.eval import quality as q
@@ -121,6 +136,7 @@ def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dic
         f"format `{training['format']}`",
         f"- data: `{Path(training['data']).name}`, sha256 `{training['data_sha256']}`, "
         f"{training['documents']:,} fables",
+        *_recipe(training),
         f"- {training['steps']:,} steps, {training['tokens_seen']:,} tokens seen, wall time "
         f"{training['wall_seconds']:,.0f} s ({hours:.1f} h) on {training['device']} x{training['processes']}",
         f"- final train loss {training['final_train_loss']:.3f}, validation loss "
@@ -148,13 +164,16 @@ def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dic
         f"fable each at temperature {quality['temperature']}, seed {quality['seed']}, through the runtime "
         f"(`fabulist eval quality`). Matching rules are in `fabulist/eval/quality.py`: the moral line is the "
         "last line starting `Moral:`; character and setting match as whole words (or the plural); the moral "
-        "counts as stated when the line holds it verbatim or at least 70% of its content-word stems.",
+        "counts as stated when the line holds it verbatim or at least 70% of its content-word stems; "
+        "one name, no glitch (no doubled phrase or broken run of function words) and introduced (no "
+        "'the <animal>' before the animal was mentioned) catch what a reader notices.",
         "",
         quality_table(quality, quant, ref),
         "",
         f"Verdict for {quant}: "
         + ("the quality bar holds." if not misses else "misses " + "; ".join(misses) + "."),
-        f"\nLargest {quant} vs {ref} gap on the four checks: {worst:.1f} points (target: within 3).",
+        f"\nLargest {quant} vs {ref} gap on the {len(q.TARGETS)} checks: {worst:.1f} points "
+        "(target: within 3).",
         "",
         f"## {SAMPLES} unedited samples (evaluation-region prompts, {quant}, T={quality['temperature']})",
         "",
