@@ -105,7 +105,7 @@ def export_model(
     config = pl.read_config(model_dir)
     pairs = pl.plan(fmt, quant)
     limit = pl.parse_bytes(budget)
-    context = context or config["max_position_embeddings"]
+    context = config["max_position_embeddings"] if context is None else context
     if context < 1 or context > config["max_position_embeddings"]:
         raise ExportError(
             f"--context {context} is outside 1..{config['max_position_embeddings']} for this model"

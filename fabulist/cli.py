@@ -16,7 +16,8 @@ from fabulist.errors import FabulistError
 
 
 class _Group(click.Group):
-    """A click group that turns FabulistError into one line on stderr and exit status 1."""
+    """A click group that turns FabulistError into one line on stderr and exit status 1, and a bad option
+    (click's UsageError) into one line and exit status 2."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -24,6 +25,11 @@ class _Group(click.Group):
         except FabulistError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # a group called without a subcommand shows its help
+        except click.UsageError as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo(
                 "interrupted: what was written so far is kept; run the same command to resume", err=True
@@ -62,6 +68,38 @@ def data_elements(kind: str | None) -> None:
         total *= len(items)
         click.echo(f"{k + 's':<12} {len(items):>5}")
     click.echo(f"{'combinations':<12} {total:,}")
+
+
+def _bound_threads(n: int) -> int:
+    """A thread count bounded by this machine's cores: fewer than 1 is refused, more is clipped (with a
+    note), since threads past the cores only contend for them."""
+    if n < 1:
+        raise click.BadParameter(f"{n} is not at least 1", param_hint="'--threads'")
+    cores = os.cpu_count() or 1
+    if n > cores:
+        click.echo(
+            f"note: --threads {n} is more than this machine's {cores} CPU cores; using {cores}", err=True
+        )
+        return cores
+    return n
+
+
+def _threads_option(ctx, param, value: int | None) -> int | None:
+    return None if value is None else _bound_threads(value)
+
+
+THREADS_HELP = "CPU threads for the backend (at most this machine's cores: more is clipped, with a note)."
+
+
+def _sampling(**values):
+    """SamplingParams checked before any model is loaded: a bad value (NaN, inf, out of range, an empty
+    stop string) is a usage error of every command that samples."""
+    from fabulist.runtime.sampling import SamplingParams
+
+    try:
+        return SamplingParams(**values)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _parse_fixed(values: tuple[str, ...]) -> dict[str, str]:
@@ -128,8 +166,10 @@ def data_prompts(count, seed, shard, region, variants, fix, out, force) -> None:
 @click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM).")
 @click.option("--model", help="Teacher model name, e.g. gpt-4o-mini.")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight.")
-@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per request.")
-@click.option("--max-retries", type=int, default=5, show_default=True, help="Retries per prompt.")
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds per request, from sending it to the last byte of the reply.")  # fmt: skip
+@click.option("--max-retries", type=int, default=5, show_default=True,
+              help="Retries per prompt (a server's Retry-After is obeyed up to 60 s).")  # fmt: skip
 @click.option("--backoff", type=float, default=1.0, show_default=True, help="Base retry delay (s).")
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--top-p", type=float)
@@ -140,7 +180,7 @@ def data_prompts(count, seed, shard, region, variants, fix, out, force) -> None:
 @click.option("--price-in", type=float, help="USD per million input tokens (overrides the table).")
 @click.option("--price-out", type=float, help="USD per million output tokens (overrides the table).")
 @click.option("--errors", "errors_path", type=click.Path(dir_okay=False), help="Default: OUT.errors.jsonl")
-@click.option("--limit", type=int, help="Write at most this many new fables.")
+@click.option("--limit", type=click.IntRange(min=1), help="Write at most this many new fables (>= 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def data_generate(prompts_path, out, teacher, base_url, model, concurrency, timeout, max_retries, backoff,
                   temperature, top_p, max_tokens, seed, max_cost, prices, price_in, price_out, errors_path,
@@ -187,8 +227,13 @@ def data_generate(prompts_path, out, teacher, base_url, model, concurrency, time
     summary = generate(prompts_path, out, worker, budget, errors_path, limit, progress=not as_json)
     if as_json:
         click.echo(json.dumps(summary_dict(summary)))
-        return
-    _echo_summary(summary, out)
+    else:
+        _echo_summary(summary, out)
+    if summary.failed and not summary.written:
+        raise base.TeacherError(
+            f"all {summary.failed:,} prompts tried failed and no fable was written; the reasons are in the "
+            "errors file (rerun the same command to retry them)"
+        )
 
 
 def _echo_summary(s, out) -> None:
@@ -312,7 +357,8 @@ def train_cmd(list_presets, resume, use_compile, shape, **options) -> None:
     help="int4: ONNX int4 + GGUF Q4_0/Q4_K_M; int8: ONNX int8 + GGUF Q8_0; all: the seven artifacts.",
 )
 @click.option("--memory-budget", default="6GB", show_default=True, help="Device memory, e.g. 6GB, 4GiB.")
-@click.option("--context", type=int, help="Context length for the memory estimate (default: the model's).")
+@click.option("--context", type=click.IntRange(min=1),
+              help="Context length for the memory estimate, at least 1 (default: the model's).")  # fmt: skip
 @click.option("--strict", is_flag=True, help="Fail when a quantized artifact misses its validation gate.")
 @click.option("--no-validate", is_flag=True, help="Skip validation against PyTorch.")
 def export_cmd(model_dir, fmt, quant, memory_budget, context, strict, no_validate) -> None:
@@ -375,8 +421,8 @@ def _elements_for(given: dict[str, str | None], random_fill: bool, seed: int | N
 @click.option("--repetition-penalty", type=float, default=1.0, show_default=True)
 @click.option("--seed", type=int, help="Same seed, same text (on the same backend).")
 @click.option("--max-new-tokens", type=int, default=400, show_default=True)
-@click.option("--stop", multiple=True, help="Stop when this text appears (repeatable).")
-@click.option("--threads", type=int, help="CPU threads for the backend.")
+@click.option("--stop", multiple=True, help="Stop when this text appears (repeatable; not empty).")
+@click.option("--threads", type=int, callback=_threads_option, help=THREADS_HELP)
 @click.option("--stream/--no-stream", default=True, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print prompt, elements and completions as JSON.")
 @click.option("--stats", is_flag=True, help="Print load time, time to first token and tokens/s.")
@@ -406,17 +452,16 @@ def generate_cmd(
     from fabulist import fable_format as ff
     from fabulist.runtime.embedded import resolve
     from fabulist.runtime.load import load_generator
-    from fabulist.runtime.sampling import SamplingParams
 
-    model_dir = resolve(model_dir)
-    try:
-        params = SamplingParams(
-            temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, tuple(stop)
-        )
+    params = _sampling(temperature=temperature, top_k=top_k, top_p=top_p,
+                       repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens, seed=seed,
+                       stop=tuple(stop))  # fmt: skip
+    labels = _elements_for(given, random_fill=beginning is None, seed=seed)
+    try:  # user text never becomes format structure (a header line, a special token)
+        prompt = ff.prompt(labels, beginning)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    labels = _elements_for(given, random_fill=beginning is None, seed=seed)
-    prompt = ff.prompt(labels, beginning)
+    model_dir = resolve(model_dir)
     gen = load_generator(model_dir, fmt, quant, threads, graph)
     if not as_json:
         for kind, label in labels.items():
@@ -531,14 +576,10 @@ def eval_quality(model_dir, fmt, quant, count, temperature, top_p, seed, max_new
     from fabulist.eval import quality as q
     from fabulist.runtime.embedded import resolve
     from fabulist.runtime.load import load_generator
-    from fabulist.runtime.sampling import SamplingParams
 
     if count < 1:
         raise click.UsageError("-n must be at least 1")
-    try:  # the sampler's own bounds, checked before any model is loaded (as `generate` does)
-        SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    _sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     model_dir = resolve(model_dir)
     results = {}
     for one in [x.strip() for x in quant.split(",") if x.strip()]:
@@ -580,8 +621,20 @@ def _judge_options(f):
         click.option(
             "--concurrency", type=int, default=4, show_default=True, help="Judge requests in flight."
         ),
-        click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per request."),
-        click.option("--max-retries", type=int, default=4, show_default=True, help="Retries per grade."),
+        click.option(
+            "--timeout",
+            type=float,
+            default=120.0,
+            show_default=True,
+            help="Seconds per request, from sending it to the last byte of the reply.",
+        ),
+        click.option(
+            "--max-retries",
+            type=int,
+            default=4,
+            show_default=True,
+            help="Retries per grade (a server's Retry-After is obeyed up to 60 s).",
+        ),
         click.option("--backoff", type=float, default=1.0, show_default=True, help="Base retry delay (s)."),
         click.option(
             "--prices", type=click.Path(dir_okay=False), help="JSON price table {model: [in, out]}."
@@ -628,8 +681,10 @@ def _echo_report(out) -> None:
 @click.option("--top-p", type=float, default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--max-new-tokens", type=int, default=400, show_default=True)
-@click.option("--limit", type=int, help="Only the first N prompts of the evaluation set.")
-@click.option("--threads", type=int, help="CPU threads for the backend.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), help="Only the first N (>= 1) prompts of the evaluation set."
+)
+@click.option("--threads", type=int, callback=_threads_option, help=THREADS_HELP)
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Run folder, e.g. runs/eval/int4."
 )
@@ -649,6 +704,7 @@ def eval_run(model_dir, fmt, quant, count, temperature, top_p, seed, max_new_tok
         raise click.UsageError("--quant applies to onnx and gguf artifacts, not to --format torch")
     if heldout_texts < 1:
         raise click.UsageError("--heldout-texts must be at least 1")
+    _sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     r = generate.run(
         model_dir, out, fmt, quant, count, temperature, top_p, seed, max_new_tokens, limit, threads
     )
@@ -707,8 +763,10 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 @click.option(
     "--presets", help="Random-weight presets, comma-separated (default: fable-1m ... mobilellm-350m)."
 )
-@click.option("--threads", default="1,2", show_default=True, help="Thread counts, comma-separated.")
-@click.option("--repeats", type=int, default=3, show_default=True, help="Repetitions after one warm-up.")
+@click.option("--threads", default="1,2", show_default=True,
+              help="Thread counts, comma-separated (at most the cores each; more is clipped).")  # fmt: skip
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Repetitions after one warm-up (>= 1).")  # fmt: skip
 @click.option("--rows", help="Only these rows (names as in the table), comma-separated.")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Results [default: benchmarks/results; --quick: benchmarks/work/quick].")  # fmt: skip
@@ -725,7 +783,7 @@ def bench_run(quick, model_dir, presets, threads, repeats, rows, out, work) -> N
     opts.model = Path(model_dir) if model_dir else None
     opts.presets = (_csv(presets) or ()) if presets is not None else opts.presets
     if not quick:
-        opts.threads, opts.repeats = tuple(int(t) for t in _csv(threads) or ("1",)), repeats
+        opts.threads, opts.repeats = _thread_counts(threads), repeats
     if rows:
         unknown = [r for r in _csv(rows) if r not in suite.ROWS]
         if unknown:
@@ -734,6 +792,24 @@ def bench_run(quick, model_dir, presets, threads, repeats, rows, out, work) -> N
     results = suite.run_suite(opts)
     click.echo((out / "results.md").read_text())
     click.echo(f"wrote {out}/results.json, results.md and plots in {results['seconds']:.0f} s", err=True)
+    failed = [r for r in results["rows"] if str(r.get("skipped", "")).startswith(("failed", "timed out"))]
+    if failed and len(failed) == len(results["rows"]):
+        raise suite.BenchError(
+            f"every row failed ({len(failed)} of {len(failed)}); the first, {failed[0]['name']}: "
+            f"{failed[0]['skipped']}"
+        )
+
+
+def _thread_counts(text: str | None) -> tuple[int, ...]:
+    """--threads 1,2: each a whole number bounded by the cores (see _bound_threads), duplicates dropped."""
+    counts = []
+    for t in _csv(text) or ("1",):
+        try:
+            n = _bound_threads(int(t))
+        except ValueError:
+            raise click.BadParameter(f"{t!r} is not a whole number", param_hint="'--threads'") from None
+        counts += [] if n in counts else [n]
+    return tuple(counts)
 
 
 @bench_group.command("fit")

@@ -40,16 +40,31 @@ FORMAT_VERSION = "fabulist-format-1"
 DESCRIPTION_FILE = "fable_format.json"
 
 
+def check_text(what: str, text: str, one_line: bool = False) -> None:
+    """Refuse user text that would become format structure: a special token (the tokenizer encodes it as
+    the control token) or, in a header field, a line break (a forged `Moral:` line)."""
+    for token in SPECIAL_TOKENS:
+        if token in text:
+            raise ValueError(f"{what} must not contain {token} (a control token of the fable format)")
+    if one_line and "".join(text.splitlines()) != text:
+        raise ValueError(f"{what} must be one line (a line break would add a header line)")
+
+
 def header(labels: Mapping[str, str]) -> str:
     """'Character: Fox\\nTrait: Brave...' for the given kind -> label pairs, in the canonical kind order."""
     unknown = set(labels) - set(el.KINDS)
     if unknown:
         raise ValueError(f"unknown element kind(s) {sorted(unknown)}; choose from {', '.join(el.KINDS)}")
+    for kind, label in labels.items():
+        check_text(f"the {kind}", label, one_line=True)
     return "\n".join(f"{kind.capitalize()}: {labels[kind]}" for kind in el.KINDS if kind in labels)
 
 
 def prompt(labels: Mapping[str, str] | None = None, beginning: str | None = None) -> str:
-    """What a model is given to write a fable: the header, the story marker, and any beginning."""
+    """What a model is given to write a fable: the header, the story marker, and any beginning. Element
+    labels and the beginning are text, never structure: a special token in them, or a line break in a
+    label, is a ValueError."""
+    check_text("the beginning", beginning or "")
     return f"{BOS}{header(labels or {})}{STORY}{beginning or ''}"
 
 

@@ -7,6 +7,7 @@ Pure numpy. With the same seed and the same logits, the same tokens come out.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,11 @@ class SamplingParams:
     min_new_tokens: int = 0  # end-of-text is suppressed until this many tokens (as transformers does)
 
     def __post_init__(self):
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            if not math.isfinite(getattr(self, name)):  # NaN passes every comparison below
+                raise ValueError(f"{name} must be a finite number, not {getattr(self, name)}")
+        if any(not s for s in self.stop):
+            raise ValueError("a stop string must not be empty (it would stop before the first token)")
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0:
             raise ValueError("need temperature >= 0, top_k >= 0, 0 < top_p <= 1 and repetition_penalty > 0")
         if self.max_new_tokens < 1 or self.min_new_tokens < 0:

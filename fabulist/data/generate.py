@@ -111,6 +111,8 @@ def generate(
     """Write a fable for every prompt not yet in `out_path`; return what happened."""
     from tqdm import tqdm
 
+    if limit is not None and limit < 1:  # 0 or less would still write one fable (see `pending`)
+        raise RecordError(f"--limit must be at least 1, not {limit}")
     out_path = Path(out_path)
     errors_path = Path(errors_path) if errors_path else default_errors_path(out_path)
     check_distinct(Path(prompts_path), out_path, errors_path)

@@ -68,8 +68,8 @@ def run(model_dir, out, fmt: str = "onnx", quant: str | None = None, n: int = 10
 
     from fabulist.runtime.sampling import SamplingParams
 
-    if n < 1:
-        raise EvalRunError("-n must be at least 1")
+    if n < 1 or (limit is not None and limit < 1):  # a negative limit would count from the end
+        raise EvalRunError("-n and --limit must be at least 1")
     out = Path(out)
     prompts = evalset.load(prompts_file)[:limit]
     settings = {"model": str(model_dir), "format": fmt, "quant": quant, "n": n, "temperature": temperature,

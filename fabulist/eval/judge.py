@@ -12,8 +12,9 @@ failure and never scored. The story sits between markers with marker-like text i
 completion that addresses the judge cannot change how the reply is parsed.
 
 Transport is the data stage's `APITeacher` and its public request API (`Retryable`, `Rejected`,
-`request_errors`, `retrying`): the key from OPENAI_API_KEY only, bounded concurrency, retries with backoff
-and jitter on 429/5xx/timeouts/malformed replies, honouring Retry-After; a server that stops accepting
+`request_errors`, `token_counts`, `request`, `retrying`): the key from OPENAI_API_KEY only, bounded
+concurrency, --timeout as a deadline for each whole request, retries with backoff and jitter on
+429/5xx/timeouts/malformed replies, honouring Retry-After up to 60 s; a server that stops accepting
 connections stops the run with one line (the cache keeps every grade received, a rerun asks for the rest).
 """
 
@@ -75,30 +76,41 @@ def validate(obj) -> dict | None:
     return grade
 
 
+MAX_REPLY = 32_000  # characters; a grade is well under 2,000 (400 tokens): a longer reply is not parsed
+
+
 def _objects(text: str):
-    """Every balanced {...} substring that json.loads accepts (string-aware brace matching)."""
-    for start in (i for i, ch in enumerate(text) if ch == "{"):
-        depth, in_str, escape = 0, False, False
-        for end in range(start, len(text)):
-            ch = text[end]
-            if in_str:
-                escape, in_str = (False, in_str) if escape else (ch == "\\", ch != '"')
-                continue
-            if ch == '"':
-                in_str = True
-            elif ch in "{}":
-                depth += 1 if ch == "{" else -1
-                if depth == 0:
-                    with contextlib.suppress(ValueError):
-                        yield json.loads(text[start : end + 1])
-                    break
+    """Every innermost balanced {...} substring (no object inside it) that json.loads accepts.
+
+    A grade is a flat object (the schema allows no other keys), so only innermost objects can be one. One
+    pass with a stack of open braces, string-aware inside braces (quotes in prose outside any brace are not
+    strings); innermost objects do not overlap, so all the json.loads together read each character at most
+    once: linear in the length of the reply."""
+    stack: list[list] = []  # [start, has a child object]
+    in_str = escape = False
+    for i, ch in enumerate(text):
+        if in_str:
+            escape, in_str = (False, True) if escape else (ch == "\\", ch != '"')
+        elif ch == '"' and stack:
+            in_str = True
+        elif ch == "{":
+            stack.append([i, False])
+        elif ch == "}" and stack:
+            start, has_child = stack.pop()
+            if stack:
+                stack[-1][1] = True
+            if not has_child:
+                with contextlib.suppress(ValueError, RecursionError):  # deep arrays: not a grade
+                    yield json.loads(text[start : i + 1])
 
 
 def parse(text: str) -> dict | None:
-    """The one grade in a judge reply, or None (no grade, or several that disagree)."""
+    """The one grade in a judge reply, or None (no grade, several that disagree, or over MAX_REPLY)."""
+    if len(text) > MAX_REPLY:
+        return None
     try:
         whole = validate(json.loads(text))
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting exceeds json's recursion limit: not a grade
         whole = None
     if whole is not None:
         return whole
@@ -151,9 +163,7 @@ class Judge(api.APITeacher):
             fmt = response_format(MODES[mode])
             extra = {"response_format": fmt} if fmt else {}
             try:
-                return self.client.chat.completions.create(
-                    model=self.model, messages=msgs, **self.params, **extra
-                )
+                return self.request(model=self.model, messages=msgs, **self.params, **extra)
             except oa.APIStatusError as exc:
                 refused = exc.status_code in (400, 422) or (
                     exc.status_code == 500 and fmt is not None and "response_format" in str(exc.message)
@@ -173,8 +183,7 @@ class Judge(api.APITeacher):
         grade = parse((choice.message.content or "") if choice.message else "")
         if grade is None:
             raise api.Retryable("unparseable grade")
-        usage = reply.usage
-        n_in, n_out = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+        n_in, n_out = api.token_counts(reply.usage)
         return grade, reply.model or self.model, n_in, n_out
 
     def write(self, item: dict, budget: Budget) -> Outcome:

@@ -4,6 +4,7 @@ A test writes a fault tag into a prompt's text ("[[fault:429x2]]"); the server a
 carry that prompt accordingly, counts them, and records when each arrived. Tags:
 
     429xN        N replies of 429 with Retry-After: 1, then a fable
+    hugewaitxN   N replies of 429 with Retry-After: 100000 (a day and more), then a fable
     500xN        N replies of 500, then a fable
     timeoutxN    N replies delayed past the client's timeout, then a fable
     malformedxN  N replies of 200 whose body is not JSON, then a fable
@@ -11,6 +12,9 @@ carry that prompt accordingly, counts them, and records when each arrived. Tags:
     length       always a reply cut by finish_reason=length
     always500    always 500
     slow         a fable after 50 ms
+    drip         a fable whose whole response (status line, headers, body) comes one byte every
+                 `drip_interval` seconds: each read is quick, the reply takes minutes
+    negusage     a fable whose usage counts are negative (-1,000,000 tokens in and out)
     echo401      always 401 whose message quotes the API key (as OpenAI's "Incorrect API key provided")
     echo400      always 400 whose message quotes the Authorization header ("Bearer <key>")
     echokey      a fable that quotes the Authorization header, from a model named after the key
@@ -37,9 +41,9 @@ FABLE = (
 class FaultServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, timeout_delay: float = 1.5, usage=(50, 100)):
+    def __init__(self, timeout_delay: float = 1.5, usage=(50, 100), drip_interval: float = 1.0):
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.timeout_delay, self.usage = timeout_delay, usage
+        self.timeout_delay, self.usage, self.drip_interval = timeout_delay, usage, drip_interval
         self.requests: dict[str, list[float]] = defaultdict(list)  # tag key -> arrival times
         self.auth_headers: list[str] = []
         self.healed = False
@@ -78,8 +82,19 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self.wfile.write(body)
 
-    def _reply(self, model: str, content: str, finish: str = "stop") -> bytes:
-        n_in, n_out = self.server.usage
+    def _drip(self, body: bytes) -> None:
+        """A 200 with `body`, written one byte at a time (the slow-drip fault)."""
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        self.close_connection = True
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
+            for i, byte in enumerate(head.encode() + body):
+                if i:
+                    time.sleep(self.server.drip_interval)
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+
+    def _reply(self, model: str, content: str, finish: str = "stop", usage=None) -> bytes:
+        n_in, n_out = usage or self.server.usage
         return json.dumps({
             "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
@@ -108,6 +123,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if tag == "429" and failing:
             return self._send(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": "1"})
+        if tag == "hugewait" and failing:
+            return self._send(429, b'{"error": {"message": "come back tomorrow"}}', {"Retry-After": "100000"})
+        if tag == "drip" and not self.server.healed:
+            return self._drip(self._reply(model, FABLE))
+        if tag == "negusage" and not self.server.healed:
+            return self._send(200, self._reply(model, FABLE, usage=(-1_000_000, -1_000_000)))
         if (tag == "500" and failing) or (tag == "always500" and not self.server.healed):
             return self._send(500, b'{"error": {"message": "server error"}}')
         if tag == "timeout" and failing:

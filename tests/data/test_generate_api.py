@@ -104,7 +104,7 @@ def test_gives_up_after_max_retries(tmp_path):
     with FaultServer() as server:
         result = run_generate(server, prompts, out)
         assert len(server.requests["[[fault:always500]]"]) == 4
-    assert result.returncode == 0 and out.read_text() == ""
+    assert result.returncode == 1 and out.read_text() == ""  # every prompt failed: not a success
     (error,) = lines(tmp_path / "fables.errors.jsonl")
     assert error["error"] == "HTTP 500 (gave up after 4 attempts)" and error["attempts"] == 4
 

@@ -58,10 +58,10 @@ class _JudgeHandler(_Handler):
         self.rfile = io.BytesIO(raw)
         return super().do_POST()
 
-    def _reply(self, model: str, content: str, finish: str = "stop") -> bytes:
+    def _reply(self, model: str, content: str, finish: str = "stop", usage=None) -> bytes:
         if content == FABLE:
             content = answer(self._body, self.headers.get("Authorization", ""))
-        return super()._reply(model, content, finish)
+        return super()._reply(model, content, finish, usage)
 
 
 class JudgeServer(FaultServer):

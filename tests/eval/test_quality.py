@@ -160,4 +160,4 @@ def test_cli_rejects_a_top_p_outside_0_1():
     from fabulist.cli import main
 
     res = CliRunner().invoke(main, ["eval", "quality", "--model", "fable-5m", "--top-p", "0"])
-    assert res.exit_code == 2 and "Error: need temperature >= 0, top_k >= 0, 0 < top_p <= 1" in res.output
+    assert res.exit_code == 2 and "error: need temperature >= 0, top_k >= 0, 0 < top_p <= 1" in res.output

@@ -6,14 +6,20 @@
 The key comes from OPENAI_API_KEY only and is handed to the client, never to a record, log or error
 message (`records.dumps` scrubs it from whatever a server echoes back). The client's own retries are
 off: this module retries 429, 5xx, timeouts, connection errors and unparseable replies with exponential
-backoff and full jitter, waiting at least what `Retry-After` (or `retry-after-ms`) asks. A reply cut by
+backoff and full jitter, waiting at least what `Retry-After` (or `retry-after-ms`) asks, but never longer
+than `max_backoff` (60 s): a server asking for a day does not stall the run. `--timeout` is a deadline for
+the whole request, from sending it to the last byte of the reply (the client's own timeout only bounds
+each read, which a server sending a byte a second never trips). A reply whose `usage` counts are not
+whole numbers >= 0 is malformed and rejected: a negative count would lower the cost and defeat
+`--max-cost`. A reply cut by
 `finish_reason=length`, or with empty content, is an error, not a record: it goes to the errors file and
 is retried on the next run. When the server stops accepting connections (`--concurrency`, at least 3,
 prompts in a row give up on connection errors) the run stops with one line instead of filing every
 remaining prompt as an error; what was written is kept.
 
 The request machinery is shared with the LLM judge (`fabulist.eval.judge`): `Retryable` and `Rejected`,
-`request_errors` (an OpenAI client exception -> one of those), and `APITeacher.retrying` (the retry loop).
+`request_errors` (an OpenAI client exception -> one of those), `token_counts` (a reply's usage, checked),
+`APITeacher.request` (one request under the deadline) and `APITeacher.retrying` (the retry loop).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import math
 import os
 import random
 import threading
@@ -72,6 +79,39 @@ def request_errors(openai_module):
         raise Rejected(scrub(f"HTTP {exc.status_code}: {exc.message}")[:300]) from None
     except (json.JSONDecodeError, oa.APIResponseValidationError):
         raise Retryable("malformed JSON reply") from None
+
+
+def token_counts(usage) -> tuple[int, int]:
+    """(input, output) tokens of a reply's `usage` (0, 0 without one); Rejected unless whole numbers >= 0."""
+    if usage is None:
+        return 0, 0
+    counts = (getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        raise Rejected(f"malformed usage in the reply: token counts {counts} (need whole numbers >= 0)")
+    return counts
+
+
+def within(seconds: float, call):
+    """call() in a daemon thread: its result (or exception), or Retryable('timeout') once `seconds` have
+    passed. The abandoned call ends at its next read timeout or when the server stops; as a daemon thread it
+    never holds the process open."""
+    box: dict = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box["result"] = call()
+        except BaseException as exc:  # handed to the caller, who maps it
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, daemon=True, name="request").start()
+    if not done.wait(seconds):
+        raise Retryable("timeout")
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def redact_url(url: str | None) -> str | None:
@@ -135,11 +175,14 @@ class APITeacher:
                     "OPENAI_API_KEY is not set (needed for the OpenAI API; or pass --base-url)"
                 )
             api_key = "unused"  # local servers (vLLM, Ollama, llama.cpp) accept any key
-        if concurrency < 1 or max_retries < 0 or timeout <= 0:
-            raise TeacherError("need --concurrency >= 1, --max-retries >= 0 and --timeout > 0")
-        self.client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+        if concurrency < 1 or max_retries < 0 or not (timeout > 0 and math.isfinite(timeout)):
+            raise TeacherError("need --concurrency >= 1, --max-retries >= 0 and a finite --timeout > 0")
+        try:
+            self.client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+        except Exception as exc:  # httpx's InvalidURL and alike; the URL itself may hold a password
+            raise TeacherError(f"bad base URL: {str(exc)[:200]}") from None
         self.model, self.base_url = model, redact_url(base_url) or "https://api.openai.com/v1"
-        self.concurrency, self.max_retries = concurrency, max_retries
+        self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
         self.backoff, self.max_backoff = backoff, max_backoff
         self.sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
         self.seed = seed
@@ -154,7 +197,7 @@ class APITeacher:
             {"role": "user", "content": prompt["prompt"]},
         ]
         with request_errors(self._openai):
-            reply = self.client.chat.completions.create(model=self.model, messages=messages, **args)
+            reply = self.request(model=self.model, messages=messages, **args)
         if not getattr(reply, "choices", None):
             raise Retryable("reply without choices")
         choice = reply.choices[0]
@@ -163,18 +206,18 @@ class APITeacher:
             raise Rejected("finish_reason=length: the fable was cut off (raise --max-tokens)")
         if not text:
             raise Rejected("empty content")
-        usage = reply.usage
-        return (
-            text,
-            reply.model or self.model,
-            usage.prompt_tokens if usage else 0,
-            (usage.completion_tokens if usage else 0),
-        )
+        n_in, n_out = token_counts(reply.usage)
+        return text, reply.model or self.model, n_in, n_out
+
+    def request(self, **kwargs):
+        """One chat-completions request under the --timeout deadline (whole request, not each read)."""
+        return within(self.timeout, lambda: self.client.chat.completions.create(**kwargs))
 
     def _delay(self, attempt: int, asked: float | None) -> float:
-        """Full-jitter exponential backoff, never shorter than what the server asked for."""
+        """Full-jitter exponential backoff, never shorter than what the server asked for (Retry-After), and
+        never longer than max_backoff, whatever it asked."""
         base = min(self.max_backoff, self.backoff * 2**attempt)
-        return max(asked or 0.0, random.uniform(0.5, 1.0) * base)
+        return max(min(asked or 0.0, self.max_backoff), random.uniform(0.5, 1.0) * base)
 
     def retrying(self, call):
         """call() until it returns, retrying Retryable failures with backoff: (result, None, attempts) or,
