@@ -11,7 +11,6 @@ stale lock: a leftover file is only a name, locked again by the next run. Where 
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 from pathlib import Path
@@ -59,23 +58,6 @@ class Lock:
 def exclusive(target: str | Path, what: str) -> Lock:
     """`with exclusive(out, what):` holds the lock for the block; LockError if another process has it."""
     return Lock(target, what)
-
-
-_held: dict[Path, Lock] = {}
-
-
-def hold(target: str | Path, what: str) -> Lock:
-    """Lock `target` until this process exits (once: asking again from the same process is a no-op)."""
-    path = lock_path(target)
-    if path not in _held:
-        _held[path] = Lock(target, what)
-    return _held[path]
-
-
-@atexit.register
-def _release_held() -> None:
-    for lock in _held.values():
-        lock.release()
 
 
 def _acquire(path: Path, target: str | Path, what: str) -> int | None:

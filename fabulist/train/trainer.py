@@ -18,6 +18,7 @@ processes: each of W processes takes batch/(W x accum) sequences per micro-step.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -136,7 +137,6 @@ def pick_device(name: str, dist: Dist):
 def prepare_out(cfg: TrainConfig, resume: bool, data_hash: str) -> Path:
     """Create or check the run folder; refuse to mix two different runs in one folder."""
     out = Path(cfg.out)
-    locks.hold(out, "training run")  # out.lock beside the folder, held until this process exits
     run_file = out / "run.json"
     wanted = {"config": cfg.identity(), "data_sha256": data_hash}
     if run_file.exists():
@@ -471,6 +471,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     context = min(cfg.context or preset.context, preset.context)
     if not Path(cfg.data).exists():
         raise TrainError(f"{cfg.data}: file not found")
+    # out.lock beside the run folder, held by the main process while this run trains: a second run of the
+    # same folder is refused with the holder's PID
+    with locks.exclusive(cfg.out, "training run") if dist.main else contextlib.nullcontext():
+        return _train(cfg, dist, preset, context, resume, progress)
+
+
+def _train(cfg: TrainConfig, dist: Dist, preset, context: int, resume: bool, progress: bool) -> dict:
+    import torch
+
     out = prepare_out(cfg, resume, td.file_sha256(cfg.data)) if dist.main else Path(cfg.out)
     _barrier(dist)
     if dist.main and not resume:

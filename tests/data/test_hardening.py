@@ -367,13 +367,15 @@ def test_the_judge_cache_is_locked(tmp_path):
 
 def test_the_training_run_folder_is_locked(tmp_path):
     from fabulist.locks import LockError
-    from fabulist.train.trainer import TrainConfig, prepare_out
+    from fabulist.train.trainer import TrainConfig, train
 
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
     out = tmp_path / "run"
     holder = hold_lock(out)
     try:
         with pytest.raises(LockError) as caught:
-            prepare_out(TrainConfig(data="train.jsonl", out=str(out)), False, "ab" * 32)
+            train(TrainConfig(data=str(data), out=str(out)), progress=False)
     finally:
         holder.kill()
         holder.wait()
@@ -381,6 +383,21 @@ def test_the_training_run_folder_is_locked(tmp_path):
         f"{out} is in use by another training run (pid {holder.pid}); wait for it to finish or stop it"
     )
     assert not out.exists()
+
+
+def test_a_training_run_lets_go_of_its_folder_when_it_returns(tmp_path):
+    """The lock lives as long as the run, not the process: a ladder or a test trains one folder again."""
+    from fabulist.train.trainer import TrainConfig, TrainError, train
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("{}\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "other.txt").write_text("not a run")
+    for _ in range(2):  # the second call is refused for the folder, not for a lock this process still holds
+        with pytest.raises(TrainError, match="is not empty and holds no fabulist run"):
+            train(TrainConfig(data=str(data), out=str(out)), progress=False)
+    assert not (tmp_path / "run.lock").exists()
 
 
 # --- 6. no silent overwrite of a file of another kind ---------------------------------------------------

@@ -44,8 +44,12 @@ def test_real_server_as_teacher_length_then_records(answering_gguf, tmp_path):
     with LlamaServer(answering_gguf, tmp_path / "server.log", api_key=SECRET) as server:
         # 2 tokens cannot hold a fable: every reply is cut (finish_reason=length), an error, not a record
         cut = generate(prompts, out, server.base_url, 2)
-        assert cut.returncode == 0, cut.stderr + server.tail()
+        assert cut.returncode == 1, cut.stderr + server.tail()  # every prompt failed: not a success
         assert "wrote 0 fables" in cut.stdout and "6 failed" in cut.stdout
+        assert cut.stderr.strip().splitlines() == [
+            "error: all 6 prompts tried failed and no fable was written; the reasons are in the errors file "
+            "(rerun the same command to retry them)"
+        ]
         full = generate(prompts, out, server.base_url, 96)  # the model ends its fables well before 96
         assert full.returncode == 0, full.stderr
         assert "wrote 6 fables" in full.stdout and "0 failed" in full.stdout
