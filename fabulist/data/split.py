@@ -1,13 +1,18 @@
-"""Train/validation split of a fables file, after dropping exact and near duplicates, as Parquet.
+"""Train/validation split of a fables file, after dropping duplicates and unsafe fables, as Parquet.
 
     fabulist data split fables.jsonl --out data/ [--valid-fraction 0.05] [--seed 0] [--near-threshold 0.8]
+                                                 [--safety drop|keep]
 
-Pass 1 reads the file, checks every record's field types and fingerprints its text (`dedup`); the
-duplicates to drop are then decided (first occurrence kept). Pass 2 streams the kept records into
+Pass 1 reads the file, checks every record's field types, fingerprints its text (`dedup`) and screens it
+(`safety.screen`); the duplicates to drop are then decided (first occurrence kept), and with
+`--safety drop` (the default) every fable with a safety hit is dropped too (`--safety keep` keeps them;
+both report them). Pass 2 streams the kept records into
 `train.parquet` and `valid.parquet`; a record goes to validation when a hash of (seed, prompt_hash) falls
 below the fraction, so a prompt never lands in both splits. Each output is written to a temp file in the
 output folder and renamed into place; `split.json` (counts, fractions, seed, duplicates dropped, the
-source's sha256) is written last.
+source's sha256) is written last. Its "safety" entry holds the mode, the fables flagged (duplicates
+included), per category the fables, hits and first examples, and `dropped`: the flagged fables left out
+that were not already dropped as duplicates, so records_in = duplicates + dropped + train + valid.
 
 Columns: every field of `records.FABLE_FIELDS`, in order, a missing field as null. `elements` is a struct
 of the six kinds (strings), `shown` a list of strings, `sampling` (free-form) a JSON string, token counts
@@ -29,11 +34,13 @@ from pathlib import Path
 from fabulist.data import dedup
 from fabulist.data.elements import KINDS
 from fabulist.data.records import FABLE_FIELDS, RecordError, dumps, read_jsonl, write_atomic
+from fabulist.data.safety import Tally
 from fabulist.data.stats import REQUIRED, check_threshold, count_records, progress_bar
 from fabulist.errors import FabulistError
 
 OUTPUTS = ("train.parquet", "valid.parquet", "split.json")
 BATCH = 4096
+SAFETY_MODES = ("drop", "keep")
 _INT_FIELDS = ("llm_input_tokens", "llm_output_tokens", "seed")
 _FLOAT_FIELDS = ("llm_inference_time",)
 
@@ -47,20 +54,25 @@ def split_dataset(
     near_dedup: bool = True,
     force: bool = False,
     progress: bool | None = None,
+    safety: str = "drop",
 ) -> dict:
-    """Deduplicate and split `path` into out_dir/{train,valid}.parquet; return the split.json summary."""
+    """Deduplicate, screen and split `path` into out_dir/{train,valid}.parquet; return split.json's dict."""
     path, out_dir = Path(path), Path(out_dir)
     if not 0 < valid_fraction < 1:
         raise FabulistError(f"--valid-fraction must be between 0 and 1 (exclusive), got {valid_fraction}")
+    if safety not in SAFETY_MODES:
+        raise FabulistError(f"--safety must be one of {', '.join(SAFETY_MODES)}, got {safety!r}")
     check_threshold(near_threshold)
     _check_outputs(out_dir, force)
     total = count_records(path)
-    fingerprints = _scan(path, total, progress)
+    fingerprints, tally, flagged = _scan(path, total, progress)
     if not fingerprints.keys:
         raise FabulistError(f"{path}: no fables in the file; nothing to split")
     found = dedup.find_duplicates(fingerprints, near_threshold, near=near_dedup)
+    duplicates = found.dropped()
+    unsafe = flagged - duplicates if safety == "drop" else set()
     (out_dir / "split.json").unlink(missing_ok=True)  # with --force: no stale summary beside new files
-    counts = _write_splits(path, out_dir, found.dropped(), valid_fraction, seed)
+    counts = _write_splits(path, out_dir, duplicates | unsafe, valid_fraction, seed)
     summary = {
         "source": str(path),
         "source_sha256": sha256(path),
@@ -69,6 +81,12 @@ def split_dataset(
         "near_threshold": near_threshold if near_dedup else None,
         "records_in": len(fingerprints.keys),
         "dropped": {"exact_duplicates": len(found.exact), "near_duplicates": len(found.near)},
+        "safety": {
+            "mode": safety,
+            "dropped": len(unsafe),
+            "records_flagged": tally.flagged,
+            "categories": tally.per_category,
+        },
         **counts,
         "columns": list(FABLE_FIELDS),
     }
@@ -100,13 +118,16 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _scan(path: Path, total: int, progress: bool | None) -> dedup.Fingerprints:
-    """Pass 1: check every record (so nothing is written for a bad file) and fingerprint its fable."""
-    fingerprints = dedup.Fingerprints()
+def _scan(path: Path, total: int, progress: bool | None) -> tuple[dedup.Fingerprints, Tally, set[int]]:
+    """Pass 1: check every record (so nothing is written for a bad file), fingerprint and screen its
+    fable; return the fingerprints, the safety tally and the indices of the fables with a hit."""
+    fingerprints, tally, flagged = dedup.Fingerprints(), Tally(), set()
     for number, record in enumerate(progress_bar(read_jsonl(path, REQUIRED), total, progress, "scan"), 1):
         row(record, f"{path}: record {number}")
         fingerprints.add(record["fable"])
-    return fingerprints.finish()
+        if tally.add(record["fable"], record["prompt_hash"]):
+            flagged.add(number - 1)
+    return fingerprints.finish(), tally, flagged
 
 
 def row(record: dict, where: str = "record") -> dict:

@@ -1,4 +1,5 @@
-"""Statistics of a fables file: counts, lengths, diversity, element coverage, duplicates, top sentences.
+"""Statistics of a fables file: counts, lengths, diversity, element coverage, duplicates, top sentences,
+and the child-safety screen.
 
     fabulist data stats fables.jsonl [--json] [--plot stats.png] [--near-threshold 0.8]
 
@@ -13,6 +14,8 @@ and `metrics.distinct_n`. Definitions:
 - duplicates: see `dedup` (exact = same normalised text; near = MinHash Jaccard of word 5-grams).
 - sentences: each line of the fable (LF or CR), tabs and runs of spaces collapsed, split after . ! ?
   followed by a space; a sentence's share is the fraction of fables that contain it at least once.
+- safety: `safety.screen` on every fable; per category the fables with a hit, the hits, and the first
+  `safety.EXAMPLES` fables (prompt_hash, term, the words around it). About 25 us a fable.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fabulist.data import dedup, elements, metrics
+from fabulist.data import dedup, elements, metrics, safety
 from fabulist.data.records import RecordError, read_jsonl, write_atomic
 from fabulist.errors import FabulistError
 
@@ -155,6 +158,7 @@ class _Accumulator:
         self.element_counts = {kind: Counter() for kind in elements.KINDS}
         self.fingerprints = dedup.Fingerprints()
         self.sentences = SentenceCounter()
+        self.safety = safety.Tally()
 
     def add(self, record: dict) -> None:
         text = record["fable"]
@@ -175,6 +179,7 @@ class _Accumulator:
         self._add_elements(record.get("elements"))
         self.fingerprints.add(text)
         self.sentences.add(text)
+        self.safety.add(text, str(record["prompt_hash"]))
 
     def _add_elements(self, chosen) -> None:
         if isinstance(chosen, dict):
@@ -200,6 +205,7 @@ class _Accumulator:
             "elements": coverage(self.element_counts),
             "duplicates": self._duplicates(fp, threshold),
             "top_sentences": top_sentences(path, self.sentences, self.n),
+            "safety": self.safety.report(),
         }
 
     def _distinct(self) -> dict:
@@ -305,6 +311,7 @@ def render_text(stats: dict) -> str:
     """An aligned, human-readable report of a `compute_stats` dict."""
     sections = [_overview(stats), _lengths(stats), _diversity(stats), _elements(stats)]
     sections += [_duplicates_text(stats["duplicates"]), _sentences_text(stats["top_sentences"])]
+    sections.append(safety_text(stats["safety"]))
     return "\n\n".join(sections) + "\n"
 
 
@@ -380,6 +387,17 @@ def _sentences_text(top: list[dict], width: int = 72) -> str:
     for t in top:
         text = t["sentence"] if len(t["sentence"]) <= width else t["sentence"][: width - 3] + "..."
         rows.append(f"  {'':<18}{t['share']:>8.1%}{t['fables']:>10,}  {text}")
+    return "\n".join(rows)
+
+
+def safety_text(report: dict) -> str:
+    """The safety section: fables flagged, then per category fables, hits and up to 3 examples."""
+    n, flagged = report["records"], report["records_flagged"]
+    rows = [f"{'safety':<20}{'fables':>10}{'hits':>10}  (terms: fabulist/data/safety_terms.json)"]
+    rows.append(f"  {'flagged':<18}{flagged:>10,}{'':>10}  {flagged / n if n else 0:.1%} of {n:,} fables")
+    for name, c in report["categories"].items():
+        rows.append(f"  {name.replace('_', '-'):<18}{c['records']:>10,}{c['hits']:>10,}")
+        rows += [f"    {e['prompt_hash']}  {e['term']!r}: {e['context']}" for e in c["examples"]]
     return "\n".join(rows)
 
 

@@ -1,7 +1,8 @@
 """The dataset tools as click commands, registered into `fabulist data` by the CLI.
 
     fabulist data stats fables.jsonl [--json] [--plot stats.png [--force]] [--near-threshold 0.8]
-    fabulist data split fables.jsonl --out data/ [--valid-fraction 0.05] [--seed 0] [--force]
+    fabulist data split fables.jsonl --out data/ [--valid-fraction 0.05] [--seed 0] [--safety drop|keep]
+                                                 [--force]
 
 Each command parses options and calls one function (`stats.compute_stats`, `split.split_dataset`). They
 also turn a FabulistError into one line on stderr and exit status 1 themselves, so they behave the same
@@ -49,7 +50,7 @@ _near = click.option(
 @_near
 @_one_line_errors
 def stats(fables: Path, as_json: bool, plot: Path | None, force: bool, near_threshold: float) -> None:
-    """Counts, lengths, diversity, element coverage, duplicates and top sentences of a fables file."""
+    """Counts, lengths, diversity, element coverage, duplicates, top sentences and safety of a fables file."""
     from fabulist.data.stats import check_plot_path, compute_stats, render_text, write_plot
 
     if plot and not force:
@@ -72,6 +73,12 @@ def stats(fables: Path, as_json: bool, plot: Path | None, force: bool, near_thre
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prompt-hash split.")
 @_near
 @click.option("--no-near-dedup", is_flag=True, help="Drop exact duplicates only.")
+@click.option(
+    "--safety",
+    default="drop",
+    show_default=True,
+    help="drop: leave fables with a child-safety hit out of train/valid; keep: keep them. Both report them.",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing outputs in --out.")
 @_one_line_errors
 def split(
@@ -81,19 +88,28 @@ def split(
     seed: int,
     near_threshold: float,
     no_near_dedup: bool,
+    safety: str,
     force: bool,
 ) -> None:
-    """Drop duplicate fables and split the rest by prompt into train/valid Parquet files."""
+    """Drop duplicate and unsafe fables and split the rest by prompt into train/valid Parquet files."""
     from fabulist.data.split import split_dataset
 
     s = split_dataset(
-        fables, out_dir, valid_fraction, seed, near_threshold, near_dedup=not no_near_dedup, force=force
+        fables,
+        out_dir,
+        valid_fraction,
+        seed,
+        near_threshold,
+        near_dedup=not no_near_dedup,
+        force=force,
+        safety=safety,
     )
     dropped = s["dropped"]
     click.echo(
         f"{s['records_in']:,} fables: dropped {dropped['exact_duplicates']:,} exact and "
         f"{dropped['near_duplicates']:,} near duplicates"
     )
+    click.echo(_safety_line(s["safety"]))
     for name in ("train", "valid"):
         part = s[name]
         click.echo(
@@ -101,3 +117,13 @@ def split(
             f"({part['fraction']:.1%})  {out_dir / part['file']}"
         )
     click.echo(f"  summary: {out_dir / 'split.json'}")
+
+
+def _safety_line(safety: dict) -> str:
+    """One line, e.g. `safety: 3 fables flagged (profanity 2, violence 1): dropped 3`."""
+    flagged = safety["records_flagged"]
+    if not flagged:
+        return "safety: no fables flagged"
+    counts = ", ".join(f"{name} {c['records']:,}" for name, c in safety["categories"].items() if c["records"])
+    done = f"dropped {safety['dropped']:,}" if safety["mode"] == "drop" else "kept (--safety keep)"
+    return f"safety: {flagged:,} fables flagged ({counts}): {done}"
