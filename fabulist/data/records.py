@@ -27,6 +27,7 @@ from every string, whatever field a server echoed it into.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -251,24 +252,31 @@ def _last_newline_end(f, size: int, block: int = 1 << 16) -> int:
     return 0
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write a whole file through a temp file in the same folder, fsync, then rename over `path`."""
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w"):
+    """A file handle on a temp file beside `path` ("w" text, "wb" bytes); when the block ends without an
+    error the file is fsynced and renamed over `path`, else deleted: `path` is never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
     try:
-        with os.fdopen(fd, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as f:
-            f.write(data)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write a whole file through a temp file in the same folder, fsync, then rename over `path`."""
+    with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
 
 
 def fable_record(

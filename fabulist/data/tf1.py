@@ -31,19 +31,16 @@ are the two commands' functions.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import html
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 from fabulist.data import elements as el
-from fabulist.data.records import dumps, read_jsonl
+from fabulist.data.records import atomic_open, dumps, read_jsonl
 from fabulist.errors import FabulistError
 
 TEACHER = "tinyfabulist"
@@ -390,20 +387,6 @@ def _check_outputs(outputs: list[Path], inputs: list[Path], force: bool) -> None
             raise TF1Error(f"{out}: already exists; pass --force to overwrite it")
 
 
-@contextlib.contextmanager
-def _atomic_lines(path: Path) -> Iterator:
-    """A text handle on a temp file beside `path`; on success fsync and rename it over `path`, else delete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _atomic_lines(path: Path):
+    """A text handle on a temp file beside `path`, renamed over it when the block succeeds."""
+    return atomic_open(path, "w")
