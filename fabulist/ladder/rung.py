@@ -205,13 +205,13 @@ def quality_curve(cfg: LadderConfig, out: Path, record: dict, progress: bool) ->
     """Quality (PyTorch fp32, curve_count prompts) at intermediate checkpoints and at the end."""
     from fabulist.eval.torch_backend import load_torch_generator
 
-    tokens_per_step = record["tokens_seen"] // record["steps"]
     points = []
     for ck in curve_checkpoints(out, cfg.curve_points):
         step = int(ck.name.split("-")[1])
+        tokens = json.loads((ck / "state.json").read_text())["tokens"]  # real tokens trained by then
         folder = checkpoint_folder(out, ck, out / "ladder" / "curve-model")
         result = quality(load_torch_generator(folder), cfg.curve_count, cfg, progress)
-        points.append({"step": step, "tokens": step * tokens_per_step, **result["summary"]})
+        points.append({"step": step, "tokens": tokens, **result["summary"]})
         shutil.rmtree(folder, ignore_errors=True)
     return {"points": points}
 
