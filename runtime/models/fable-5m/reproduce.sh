@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Reproduce the embedded default model fable-5m from a clone of Fabulist (run from the repository root
-# after `./quickstart.sh test` has set up .venv). About 3 h on 2 CPU cores; the training step resumes
-# where it stopped when rerun.
+# Reproduce the embedded default model fable-5m (v2) from a clone of Fabulist with its history (run from the
+# repository root after `./quickstart.sh test` has set up .venv). v2 continues v1 (the first fable-5m,
+# 20.5M tokens of fixed 512-token blocks, commit 52c23ba) with whole fables per row and the loss on the story:
+# first the recipe A/B (benchmarks/fable_quality_ab.py, three arms of 2.05M tokens each from v1), then the
+# winning arm continued for MAX_TOKENS more. About 2 h 30 min on 2 CPU cores (data 5 min, the A/B 3 x 25 min,
+# v2 45 min, export and quality 10 min); every training step resumes where it stopped when rerun.
 set -euo pipefail
 F=.venv/bin/fabulist
 W=${1:-out/default}
+MAX_TOKENS=${MAX_TOKENS:-7000000}
 mkdir -p "$W"
 # Data: 300,000 training-region prompts (seed 1) -> 300,000 procedural fables -> dedup + train/valid split.
 $F data prompts --count 300000 --seed 1 -o "$W/prompts.jsonl"
 $F data generate --prompts "$W/prompts.jsonl" -o "$W/fables.jsonl" --teacher procedural
 [[ -f $W/split/split.json ]] || $F data split "$W/fables.jsonl" --out "$W/split"
-# Train: fable-5m, context 512, 5,000 steps of 8 x 512 tokens (20.5M tokens), compiled step.
+# The start: fable-5m v1 as it shipped (config, tokenizer, Q4_K_M GGUF), from the repository's history.
+[[ -d $W/v1 ]] || { mkdir -p "$W/v1" && git archive 52c23ba runtime/models/fable-5m | tar -x -C "$W/v1"; }
+# The A/B: v1 rebuilt in fp32 from its GGUF, continued 2.05M tokens with each recipe, each arm scored.
+.venv/bin/python benchmarks/fable_quality_ab.py --split "$W/split" --out "$W/ab" --start "$W/v1/runtime/models/fable-5m"
+# v2: the winning arm (docs-story) continued with the same recipe for MAX_TOKENS tokens.
 resume=(); [[ -f $W/run/run.json ]] && resume=(--resume)
-$F train --preset fable-5m --data "$W/split/train.parquet" --valid "$W/split/valid.parquet" --out "$W/run" \
-  --context 512 --batch-size 8 --max-steps 5000 --eval-every 250 --save-every 200 --seed 0 --compile "${resume[@]}"
+$F train --preset fable-5m --init "$W/ab/docs-story" --data "$W/split/train.parquet" --valid "$W/split/valid.parquet" \
+  --out "$W/run" --context 512 --batch-size 8 --max-tokens "$MAX_TOKENS" --lr 6e-4 --warmup-steps 50 \
+  --eval-every 250 --save-every 100 --seed 0 --compile --packing docs --loss-on story "${resume[@]}"
 # Export: every format and quantization, each validated against PyTorch (the card lists them all).
 $F export "$W/run" --quant all
 # Quality bar: 200 evaluation-region prompts, one fable each at T=0.8, INT4 against fp32.
