@@ -322,9 +322,10 @@ def hold_lock(target: Path) -> subprocess.Popen:
 def test_a_second_generate_on_one_output_is_refused_naming_the_first(tmp_path):
     prompts, out = tmp_path / "prompts.jsonl", tmp_path / "fables.jsonl"
     write_prompts(prompts, 2, ("[[fault:timeoutx1]]",))
-    with FaultServer(timeout_delay=30) as server:  # the first run waits in its first request
+    # the first run waits in its first request, long enough for a second one to start on a busy machine
+    with FaultServer(timeout_delay=180) as server:
         cmd = [*FAB, "data", "generate", "--prompts", str(prompts), "-o", str(out), "--base-url",
-               server.base_url, "--model", "m", "--timeout", "60", "--concurrency", "1"]  # fmt: skip
+               server.base_url, "--model", "m", "--timeout", "300", "--concurrency", "1"]  # fmt: skip
         first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=api_env())
         try:
             lock = tmp_path / "fables.jsonl.lock"
