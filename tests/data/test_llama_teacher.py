@@ -46,10 +46,10 @@ def test_real_server_as_teacher_length_then_records(answering_gguf, tmp_path):
         cut = generate(prompts, out, server.base_url, 2)
         assert cut.returncode == 1, cut.stderr + server.tail()  # every prompt failed: not a success
         assert "wrote 0 fables" in cut.stdout and "6 failed" in cut.stdout
-        assert cut.stderr.strip().splitlines() == [
+        assert cut.stderr.strip().splitlines()[-1] == (
             "error: all 6 prompts tried failed and no fable was written; the reasons are in the errors file "
             "(rerun the same command to retry them)"
-        ]
+        )
         full = generate(prompts, out, server.base_url, 96)  # the model ends its fables well before 96
         assert full.returncode == 0, full.stderr
         assert "wrote 6 fables" in full.stdout and "0 failed" in full.stdout
