@@ -76,7 +76,8 @@ def fabulist_step(model, compile_model: bool):
     opt_step = optimizer_step(opt, cfg, torch.device("cpu"))
 
     def step(b):
-        loss = batch_loss(model, b, torch.device("cpu"), autocast=False, loss_fn=loss_fn)
+        inputs_targets = (b[:, :-1], b[:, 1:])  # every position a target, as the baseline's labels
+        loss = batch_loss(model, inputs_targets, torch.device("cpu"), autocast=False, loss_fn=loss_fn)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt_step()
