@@ -182,6 +182,13 @@ def _animals() -> dict[str, str]:
 
 
 @cache
+def _animal_pattern() -> re.Pattern:
+    """Any animal noun of the element list as a whole word, longest first ("polar bear" before "bear")."""
+    names = sorted(map(re.escape, _animals()), key=len, reverse=True)
+    return re.compile(r"\b(" + "|".join(names) + r")\b")
+
+
+@cache
 def _setting_names() -> tuple[str, ...]:
     return tuple(sorted((s.name.lower() for s in el.load("setting")), key=len, reverse=True))
 
@@ -192,9 +199,8 @@ def unintroduced(text: str, requested: str | None = None) -> str | None:
     for setting in _setting_names():  # "by the pig pen" names a place, not a pig
         lower = lower.replace(setting, " " * len(setting))
     animals = _animals()
-    pattern = r"\b(" + "|".join(sorted(map(re.escape, animals), key=len, reverse=True)) + r")\b"
     seen = {requested} if requested else set()
-    for m in re.finditer(pattern, lower):
+    for m in _animal_pattern().finditer(lower):
         animal = animals[m.group(1)]
         if animal in seen:
             continue

@@ -20,8 +20,9 @@ TAGS = ["", "", "[[fault:429x2]]", "[[fault:500x1]]", "[[fault:timeoutx1]]", "[[
         "[[fault:empty]]", "[[fault:length]]"]  # fmt: skip
 
 
-def write_prompts(path: Path, tags: list[str]) -> list[dict]:
-    records = list(pr.sample(len(tags), seed=7, variants={"full": 1.0}))
+def write_prompts(path: Path, tags: list[str], seed: int = 7) -> list[dict]:
+    """Prompt records whose prompts start with the fault server's tags (one record per tag)."""
+    records = list(pr.sample(len(tags), seed=seed, variants={"full": 1.0}))
     for record, tag in zip(records, tags, strict=True):
         record["prompt"] = f"{tag}{record['prompt']}"
     path.write_text("".join(dumps(r) + "\n" for r in records))

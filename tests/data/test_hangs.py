@@ -18,22 +18,18 @@ from click.testing import CliRunner
 
 from fabulist.cli import main
 from fabulist.data import prompts as pr
-from fabulist.data.records import dumps
 from fabulist.data.teachers import api
 from fabulist.data.teachers.base import Budget
 from fabulist.errors import FabulistError
 from fabulist.eval import grading
 from fabulist.eval import judge as jd
+from tests.data import test_generate_api as generate_api
 from tests.data.fault_server import FaultServer
 from tests.eval.judge_server import GRADE, JudgeServer
 
 
 def write_prompts(path: Path, tags: list[str]) -> list[dict]:
-    records = list(pr.sample(len(tags), seed=11, variants={"full": 1.0}))
-    for record, tag in zip(records, tags, strict=True):
-        record["prompt"] = f"{tag}{record['prompt']}"
-    path.write_text("".join(dumps(r) + "\n" for r in records))
-    return records
+    return generate_api.write_prompts(path, tags, seed=11)
 
 
 def finishes_within(seconds: float, call) -> tuple[bool, dict]:
