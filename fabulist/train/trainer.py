@@ -453,6 +453,11 @@ def check_config(cfg: TrainConfig, dist: Dist) -> presets.Preset:
         raise TrainError("need --max-steps >= 1, --epochs > 0 and --lr > 0")
     if cfg.max_tokens is not None and cfg.max_tokens < 1:
         raise TrainError("need --max-tokens >= 1")
+    if cfg.init:  # checked before the run folder is made: a bad --init leaves nothing behind
+        if not (Path(cfg.init) / "model.safetensors").is_file():
+            raise TrainError(f"--init {cfg.init}: no model.safetensors in it")
+        if not cfg.tokenizer:
+            tk.load(cfg.init)
     if cfg.eval_fables < 0 or cfg.eval_max_tokens < 1:
         raise TrainError("need --eval-fables >= 0 and --eval-max-tokens >= 1")
     if cfg.packing not in ("docs", "stream") or cfg.loss_on not in ("story", "all"):

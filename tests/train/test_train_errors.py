@@ -60,3 +60,22 @@ def test_foreign_folder_is_not_overwritten(fables, tmp_path):
     one_line(fabulist_train("--preset", "fable-1m", "--data", str(fables[0]), "--out", str(out)),
              "is not empty and holds no fabulist run")  # fmt: skip
     assert [p.name for p in out.iterdir()] == ["cat.jpg"]
+
+
+def test_bad_token_budget_and_init_folder(fables, tmp_path):
+    data = str(fables[0])
+    one_line(fabulist_train("--preset", "fable-1m", "--data", data, "--out", str(tmp_path / "a"),
+                            "--max-tokens", "0"), "error: need --max-tokens >= 1")  # fmt: skip
+    assert not (tmp_path / "a").exists()
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    result = fabulist_train("--preset", "fable-1m", "--data", data, "--out", str(tmp_path / "b"),
+                            "--init", str(empty))  # fmt: skip
+    one_line(result, f"error: --init {empty}: no model.safetensors in it")
+    junk = tmp_path / "junk-model"
+    junk.mkdir()
+    (junk / "model.safetensors").write_bytes(b"")
+    (junk / "tokenizer.json").write_bytes(b"\x00\x01 not a tokenizer")
+    one_line(fabulist_train("--preset", "fable-1m", "--data", data, "--out", str(tmp_path / "c"),
+                            "--init", str(junk)), "error: cannot load tokenizer")  # fmt: skip
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()  # nothing made for a bad --init
