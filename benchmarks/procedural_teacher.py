@@ -1,6 +1,6 @@
 """Speed, diversity and length of the offline procedural teacher, on random element combinations.
 
-    .venv/bin/python benchmarks/procedural_teacher.py [--n 20000] [--json out.json]
+    .venv/bin/python benchmarks/procedural_teacher.py [--version v2|v1] [--n 20000] [--json out.json]
 
 Speed is generation only, on one core, with the element lists already loaded: the pipeline needs
 >= 5,000 fables/s so that a 100k corpus is a matter of seconds. Diversity uses the definitions in
@@ -17,9 +17,10 @@ import time
 from collections import Counter
 
 from fabulist.data import elements, metrics
-from fabulist.data.teachers import procedural
+from fabulist.data.teachers import procedural, procedural_v1
 
 TARGET_PER_S = 5000
+WRITERS = {"v2": procedural.write_fable, "v1": procedural_v1.write_fable}
 
 
 def combinations(n: int, seed: int = 0) -> list[tuple[dict, int]]:
@@ -29,10 +30,12 @@ def combinations(n: int, seed: int = 0) -> list[tuple[dict, int]]:
     return [({k: rng.choice(v) for k, v in lists.items()}, rng.randrange(2**31)) for _ in range(n)]
 
 
-def speed(jobs: list[tuple[dict, int]], repeat: int = 3) -> tuple[float, float, list[str]]:
-    """Fables/s and words/s of write_fable over `jobs` (the best of `repeat` passes, because a shared
-    machine only ever makes a pass slower), and the fables."""
-    write = procedural.write_fable
+def speed(
+    jobs: list[tuple[dict, int]], repeat: int = 3, version: str = "v2"
+) -> tuple[float, float, list[str]]:
+    """Fables/s and words/s of the version's write_fable over `jobs` (the best of `repeat` passes, because
+    a shared machine only ever makes a pass slower), and the fables."""
+    write = WRITERS[version]
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
@@ -71,14 +74,15 @@ def top_sentences(fables: list[str], k: int = 10) -> list[tuple[str, float]]:
     return [(s, c / total) for s, c in counts.most_common(k)]
 
 
-def report(n: int, repeat: int = 3) -> dict:
+def report(n: int, repeat: int = 3, version: str = "v2") -> dict:
     jobs = combinations(n)
-    per_s, words_per_s, fables = speed(jobs, repeat)
+    per_s, words_per_s, fables = speed(jobs, repeat, version)
     sample = fables[:500]
     lengths = [len(f.split()) for f in fables]
     return {
         "n": n,
         "repeat": repeat,
+        "version": version,
         "element_counts": {k: len(v) for k, v in elements.load_all().items()},
         "fables_per_s": round(per_s),
         "words_per_s": round(words_per_s),
@@ -95,12 +99,13 @@ def report(n: int, repeat: int = 3) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version", choices=sorted(WRITERS), default="v2", help="teacher version")
     parser.add_argument("--n", type=int, default=20000, help="fables to time (>= 500)")
     parser.add_argument("--repeat", type=int, default=3, help="timed passes; the fastest counts")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
-    result = report(max(args.n, 500), max(args.repeat, 1))
-    print(f"elements per kind: {result['element_counts']}")
+    result = report(max(args.n, 500), max(args.repeat, 1), args.version)
+    print(f"procedural teacher {result['version']}; elements per kind: {result['element_counts']}")
     rows = [
         ("fables/s (1 core)", f"{result['fables_per_s']:,}", f">= {TARGET_PER_S:,}"),
         ("words/s", f"{result['words_per_s']:,}", ""),

@@ -158,10 +158,11 @@ def data_prompts(count, seed, shard, region, variants, fix, out, force) -> None:
 @click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="Fables JSONL (appended).")
 @click.option(
     "--teacher",
-    type=click.Choice(["auto", "procedural", "openai"]),
+    type=click.Choice(["auto", "procedural", "procedural-v1", "openai"]),
     default="auto",
     show_default=True,
-    help="auto: openai when --base-url, --model or OPENAI_BASE_URL is given, else procedural.",
+    help="auto: openai when --base-url, --model or OPENAI_BASE_URL is given, else procedural (v2); "
+    "procedural-v1: the frozen grammar the shipped fable-5m was trained on.",
 )
 @click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM).")
 @click.option("--model", help="Teacher model name, e.g. gpt-4o-mini.")
@@ -199,10 +200,10 @@ def data_generate(prompts_path, out, teacher, base_url, model, concurrency, time
     if teacher == "auto":
         teacher = "openai" if (base_url or model or os.environ.get("OPENAI_BASE_URL")) else "procedural"
     budget = base.Budget(max_cost=max_cost)
-    if teacher == "procedural":
+    if teacher in ("procedural", "procedural-v1"):
         from fabulist.data.teachers.procedural import ProceduralTeacher
 
-        worker = ProceduralTeacher(seed=seed)
+        worker = ProceduralTeacher(seed=seed, version="v1" if teacher == "procedural-v1" else "v2")
     else:
         from fabulist.data.teachers.api import APITeacher
 

@@ -210,11 +210,13 @@ def make_prompt(ids: Mapping[str, str], variant: str, rng: random.Random) -> dic
         others = rng.sample(kinds[1:], rng.randint(1, 3))
         shown = [k for k in kinds if k == "character" or k in others]
     elif variant == "beginning":
-        from fabulist.data.teachers import procedural
+        # Cut from procedural teacher v1's opening (frozen), so a prompt file is the same whichever teacher
+        # version writes its fables; both versions continue that opening.
+        from fabulist.data.teachers import procedural_v1
 
         opening_seed = rng.getrandbits(48)
         story = {k: el.lookup(k, ids[k]) for k in kinds}
-        beginning = cut_beginning(procedural.opening(story, opening_seed), rng)
+        beginning = cut_beginning(procedural_v1.opening(story, opening_seed), rng)
     return {
         "variant": variant,
         "shown": shown,

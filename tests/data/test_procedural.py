@@ -1,5 +1,6 @@
-"""The procedural teacher: determinism, the opening contract, every element present, length, grammar
-checks, pronoun agreement and diversity, on random combinations of the shipped element lists."""
+"""The procedural teacher (v2): determinism, the opening contract, every element present, length, grammar
+checks, pronoun agreement and diversity, on random combinations of the shipped element lists. v1, frozen,
+is held to golden hashes in test_procedural_v1.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 import pytest
 
 from fabulist.data import elements, metrics
-from fabulist.data.teachers import procedural
+from fabulist.data.teachers import procedural, procedural_v1
 from fabulist.data.teachers.procedural import opening, write_fable
 
 LISTS = elements.load_all()
@@ -64,18 +65,18 @@ def test_same_fable_in_another_process_with_another_hash_seed():
 
 def test_fable_starts_with_its_opening():
     for i, (e, seed) in enumerate(SAMPLE):
+        # Without an opening seed the opening is v2's own, drawn from the fable seed.
+        assert FABLES[i].split("\n\n")[0] == opening(e, seed)
+        # With one (a prompt with a beginning), it is v1's opening for that seed, where beginnings are cut.
         start = i * 7919
         fable = write_fable(e, seed, opening_seed=start)
-        assert fable.startswith(opening(e, start))
-        assert fable.split("\n\n")[0] == opening(e, start)
-        # Without an opening seed the opening is derived from the fable seed.
-        assert FABLES[i].split("\n\n")[0] == opening(e, seed)
-        assert write_fable(e, seed, opening_seed=seed) == FABLES[i]
+        assert fable.split("\n\n")[0] == procedural_v1.opening(e, start)
 
 
-def test_opening_has_two_to_four_sentences_with_character_trait_and_setting():
+@pytest.mark.parametrize("make", [opening, procedural_v1.opening], ids=["v2", "v1"])
+def test_opening_has_two_to_four_sentences_with_character_trait_and_setting(make):
     for e, seed in SAMPLE:
-        text = opening(e, seed)
+        text = make(e, seed)
         assert 2 <= len(re.findall(r'[.!?]"?(?= |$)', text)) <= 4, text
         assert e["character"].name in text and e["setting"].name in text
         assert e["trait"].name in text or e["trait"].noun in text
@@ -184,6 +185,7 @@ def test_teacher_writes_records_that_continue_their_beginnings():
         record = outcome.record
         assert outcome.error is None and set(FABLE_FIELDS) <= set(record)
         assert record["prompt_hash"] == prompt["prompt_hash"] and record["teacher"] == "procedural"
+        assert record["llm_name"] == "procedural-v2"
         if prompt["beginning"]:
             assert record["fable"].startswith(prompt["beginning"])
 
@@ -201,17 +203,28 @@ def test_teacher_reports_an_unknown_element_as_an_error():
 
 @pytest.mark.slow
 def test_diversity_does_not_regress():
-    """Guards the diversity reached so far (distinct-2 0.21, self-BLEU-4 0.69 on these 500 random fables;
-    0.19 and 0.72 when this teacher was written, see benchmarks/procedural_teacher.py) against a grammar
-    that collapses."""
+    """Guards the diversity reached so far against a grammar that collapses: v2 measured distinct-2 0.292
+    and self-BLEU-4 0.555 on these 500 random fables (v1: 0.207 and 0.686; benchmarks/procedural_teacher.py
+    prints both)."""
     fables = [write_fable(e, s) for e, s in combos(500, seed=7)]
-    assert metrics.distinct_n(fables, 2) >= 0.195
-    assert metrics.self_bleu(fables[:100], fables[100:]) <= 0.70
+    assert metrics.distinct_n(fables, 2) >= 0.28
+    assert metrics.self_bleu(fables[:100], fables[100:]) <= 0.57
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="targets not reached by this grammar; see the benchmark's report")
+@pytest.mark.xfail(strict=True, reason="v2: distinct-2 0.292, self-BLEU-4 0.555 (short of 0.30 and 0.50)")
 def test_diversity_targets():
     fables = [write_fable(e, s) for e, s in combos(500, seed=7)]
     assert metrics.distinct_n(fables, 2) >= 0.30
     assert metrics.self_bleu(fables[:100], fables[100:]) <= 0.5
+
+
+def test_the_grammar_is_data_expanded_without_generated_code():
+    """v2's rules come from grammars/v2.json, and no module of the teacher builds code at run time."""
+    import inspect
+
+    from fabulist.data.teachers import grammar
+
+    assert procedural.G.name == "v2" and "problem_line" in procedural.G.rules
+    for module in (grammar, procedural, procedural_v1):
+        assert not re.search(r"\b(exec|eval)\(", inspect.getsource(module)), module.__name__
