@@ -31,11 +31,8 @@ MODES = {"accurate": True, "default": False}
 
 
 def references(model_dir: Path) -> tuple[list[list[int]], list[np.ndarray]]:
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    seqs = [tok.encode(t, add_special_tokens=False).ids[:128] for t in va.heldout_texts()]
-    return seqs, [va.torch_logits(model_dir, ids) for ids in seqs]
+    ref = va.Reference(model_dir)  # export validation's own texts and PyTorch logits
+    return ref.seqs, ref.logits
 
 
 def validation(model_dir: Path, seqs: list[list[int]], refs: list[np.ndarray]) -> dict:

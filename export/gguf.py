@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fabulist import model_folder as mf
 from fabulist.export import validate as va
 from fabulist.export.errors import ExportError
 
@@ -37,7 +38,12 @@ _HF_TO_GGUF = {  # per-layer HF tensor suffix -> llama.cpp name
 
 
 def export_gguf(
-    model_dir: Path, quants: list[str], *, validate: bool = True, progress: bool = True
+    model_dir: Path,
+    quants: list[str],
+    *,
+    validate: bool = True,
+    ref: va.Reference | None = None,
+    progress: bool = True,
 ) -> list[dict]:
     """Write model_dir/gguf/model-<quant>.gguf for each quant; one result dict per artifact."""
     model_dir = Path(model_dir)
@@ -47,7 +53,7 @@ def export_gguf(
     config = _check_model_dir(model_dir)
     out_dir = model_dir / "gguf"
     out_dir.mkdir(exist_ok=True)
-    ref = _Reference(model_dir) if validate else None
+    ref = (ref or va.Reference(model_dir)) if validate else None
     f32 = out_dir / "model-f32.gguf"
     results = []
     try:
@@ -81,11 +87,12 @@ def _check_model_dir(model_dir: Path) -> dict:
         raise ExportError(f"{model_dir} has no tokenizer.json: re-save the tokenizer with the model")
     if not list(model_dir.glob("*.safetensors")):
         raise ExportError(f"{model_dir} has no *.safetensors weights")
-    config = json.loads((model_dir / "config.json").read_text())
+    config = mf.load_config(model_dir)  # a file, UTF-8, JSON, an object: or one line naming the file
     if config.get("model_type") != "llama":
         raise ExportError(
             f"model_type {config.get('model_type')!r} is not 'llama': only Llama exports to GGUF"
         )
+    mf.check_sizes(config, model_dir / "config.json")
     return config
 
 
@@ -273,29 +280,8 @@ def _describe(model_dir: Path, path: Path, quant: str, ref, progress: bool) -> d
               "fallbacks": fallbacks}  # fmt: skip
     if ref is not None:
         _log(progress, f"validating {path.name} with llama.cpp")
-        metrics = validate_gguf(path, ref, greedy=quant == "f32")
-        result["validation"] = metrics
-        misses = [va.gate(quant, metrics)]
-        if metrics["tokenizer_mismatches"]:
-            misses.append(f"tokenizer differs on {len(metrics['tokenizer_mismatches'])} probes")
-        if metrics.get("greedy_match") is False:
-            misses.append("greedy continuation differs from PyTorch")
-        result["gate"] = "; ".join(m for m in misses if m) or None
+        result["validation"], result["gate"] = validate_gguf(path, quant, ref)
     return result
-
-
-class _Reference:
-    """Held-out token ids and PyTorch reference logits/greedy, computed once per export."""
-
-    def __init__(self, model_dir: Path):
-        from tokenizers import Tokenizer
-
-        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self.seqs = [self.tokenizer.encode(t, add_special_tokens=False).ids[:128] for t in va.heldout_texts()]
-        self.logits = [va.torch_logits(model_dir, ids) for ids in self.seqs]
-        self.prompt = self.seqs[0][:16]
-        self.greedy = va.torch_greedy(model_dir, self.prompt, 64)
-        self.eos = json.loads((model_dir / "config.json").read_text()).get("eos_token_id")
 
 
 def _load_llama(path: Path):
@@ -309,46 +295,41 @@ def _load_llama(path: Path):
         raise ExportError(f"llama.cpp cannot load {path} ({type(e).__name__}: {e}); re-export it") from e
 
 
-def _eval_logits(llm, ids: list[int]) -> np.ndarray:
-    llm.reset()
-    llm.eval(ids)
-    return np.array(llm.scores[: len(ids)], dtype=np.float32)
+class LlamaLM:
+    """One GGUF file under llama.cpp, opened as the validation pass needs it (export.validate.ArtifactLM)."""
 
+    def __init__(self, path: Path):
+        self.llm = _load_llama(path)
 
-def _greedy(llm, prompt: list[int], n: int, eos) -> list[int]:
-    llm.reset()
-    llm.eval(prompt)
-    out = []
-    for _ in range(n):
-        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        out.append(tok)
-        if tok == eos:
-            break
-        llm.eval([tok])
-    return out
+    def logits(self, ids: list[int]) -> np.ndarray:
+        self.llm.reset()
+        self.llm.eval(ids)
+        return np.array(self.llm.scores[: len(ids)], dtype=np.float32)
 
+    def greedy(self, ids: list[int], n: int, eos: set[int]) -> list[int]:
+        self.llm.reset()
+        self.llm.eval(ids)
+        out = []
+        for _ in range(n):
+            out.append(int(np.argmax(self.llm.scores[self.llm.n_tokens - 1])))
+            if out[-1] in eos:
+                break
+            self.llm.eval(out[-1:])
+        return out
 
-def validate_gguf(path: Path, ref: _Reference, greedy: bool = False) -> dict:
-    """Tokenizer parity, logit metrics against PyTorch, and (f32) greedy identity, run in llama.cpp."""
-    llm = _load_llama(path)
-    try:
-        mismatches = []
-        for text in va.TOKENIZER_PROBES:
-            ours = llm.tokenize(text.encode(), add_bos=False, special=True)
-            want = ref.tokenizer.encode(text, add_special_tokens=False).ids
-            if list(ours) != want:
-                mismatches.append(text)
-        test = np.concatenate([_eval_logits(llm, ids) for ids in ref.seqs])
-        targets = np.concatenate([ids[1:] for ids in ref.seqs])
-        keep = np.concatenate([np.arange(len(ids) - 1) + sum(map(len, ref.seqs[:i]))
-                               for i, ids in enumerate(ref.seqs)])  # fmt: skip
-        refl = np.concatenate(ref.logits)
-        metrics = va.compare_logits(refl, test)
-        metrics["ppl_ratio"] = va.compare_logits(refl[keep], test[keep], targets)["ppl_ratio"]
-        metrics["tokenizer_mismatches"] = mismatches
-        if greedy:
-            metrics["greedy_match"] = _greedy(llm, ref.prompt, len(ref.greedy), ref.eos) == ref.greedy
-        return metrics
-    finally:
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def close(self) -> None:
         with contextlib.suppress(Exception):
-            llm.close()
+            self.llm.close()
+
+
+def validate_gguf(path: Path, quant: str, ref: va.Reference) -> tuple[dict, str | None]:
+    """(metrics, gate verdict) of one GGUF file against the PyTorch reference, run in llama.cpp: logit
+    metrics, tokenizer parity on the probes, and (f32) the greedy continuation."""
+    lm = LlamaLM(path)
+    try:
+        return va.validate(lm, quant, ref, greedy=quant == "f32")
+    finally:
+        lm.close()

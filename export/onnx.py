@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fabulist import fable_format as ff
+from fabulist import model_folder as mf
 from fabulist.data.records import write_atomic
 from fabulist.export import validate as va
 from fabulist.export.errors import ExportError
@@ -42,6 +43,7 @@ def export_onnx(
     *,
     context: int | None = None,
     validate: bool = True,
+    ref: va.Reference | None = None,
     block_size: int = 32,
     accuracy_level: int | None = None,
     lm_head_8bit: bool = False,
@@ -56,7 +58,7 @@ def export_onnx(
         raise ExportError(f"unknown ONNX quant {bad or quants}: choose from {', '.join(QUANTS)}")
     config = check_model_dir(model_dir)
     context = _check_context(config, context)
-    ref = Reference(model_dir) if validate else None
+    ref = (ref or va.Reference(model_dir)) if validate else None
     out_dir = model_dir / "onnx"
     out_dir.mkdir(exist_ok=True)
     results = []
@@ -131,16 +133,14 @@ def check_model_dir(model_dir: Path) -> dict:
         raise ExportError(f"{model_dir} is not a model folder (no config.json): pass a trained run folder")
     if not (model_dir / "tokenizer.json").is_file():
         raise ExportError(f"{model_dir} has no tokenizer.json: re-save the tokenizer with the model")
-    try:
-        config = json.loads((model_dir / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise ExportError(f"{model_dir / 'config.json'} is not valid JSON ({e})") from e
+    config = mf.load_config(model_dir)  # a file, UTF-8, JSON, an object: or one line naming the file
     if config.get("model_type") != "llama":
         raise ExportError(
             f"model_type {config.get('model_type')!r} is not 'llama': only Llama exports to ONNX"
         )
     if not list(model_dir.glob("*.safetensors")):
         raise ExportError(f"{model_dir} has no *.safetensors weights")
+    mf.check_sizes(config, model_dir / "config.json")
     return config
 
 
@@ -377,6 +377,10 @@ class OnnxLM:
 
     def greedy(self, ids: list[int], n: int, eos: set[int] | None = None) -> list[int]:
         """n new tokens: one prefill, then one token per step through the KV cache; stops after an eos."""
+    def tokenize(self, text: str) -> None:
+        """The graph carries no tokenizer (tokenizer.json beside the model is the reference's own)."""
+        return None
+
         logits, past = self.step(ids, None)
         out = []
         for _ in range(n):
@@ -387,42 +391,9 @@ class OnnxLM:
         return out
 
 
-class Reference:
-    """Held-out token ids and PyTorch reference logits/greedy, computed once per export."""
-
-    def __init__(self, model_dir: Path, n_texts: int = va.HELDOUT, max_tokens: int = 128):
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        texts = va.heldout_texts(n_texts)
-        self.seqs = [tok.encode(t, add_special_tokens=False).ids[:max_tokens] for t in texts]
-        self.logits = [va.torch_logits(model_dir, ids) for ids in self.seqs]
-        self.prompt = self.seqs[0][:16]
-        self.greedy = va.torch_greedy(model_dir, self.prompt, 64)
-        eos = json.loads((model_dir / "config.json").read_text()).get("eos_token_id")
-        self.eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
-
-
-def validate_onnx(path: Path, quant: str, ref: Reference) -> tuple[dict, str | None]:
-    """(metrics, gate verdict) of one ONNX artifact against the PyTorch reference."""
-    lm = OnnxLM(path)
-    # positions with a next token only, so every position has a target for ppl_ratio
-    ref_all = np.concatenate([r[:-1] for r in ref.logits])
-    test_all = np.concatenate([lm.logits(ids)[:-1] for ids in ref.seqs])
-    targets = np.concatenate([ids[1:] for ids in ref.seqs])
-    metrics = va.compare_logits(ref_all, test_all, targets)
-    metrics["positions"] = len(ref_all)
-    verdict = va.gate(quant, metrics)
-    if quant == "fp32":
-        got = lm.greedy(ref.prompt, len(ref.greedy), ref.eos)
-        metrics["greedy_match"] = got == ref.greedy
-        metrics["greedy_tokens"] = len(ref.greedy)
-        if got != ref.greedy:
-            same = [a == b for a, b in zip(got, ref.greedy, strict=False)] + [False]
-            first = same.index(False)
-            miss = f"KV-cache greedy differs from PyTorch at token {first}"
-            verdict = f"{verdict}; {miss}" if verdict else miss
-    return metrics, verdict
+def validate_onnx(path: Path, quant: str, ref: va.Reference) -> tuple[dict, str | None]:
+    """(metrics, gate verdict) of one ONNX artifact against the PyTorch reference (fp32: greedy too)."""
+    return va.validate(OnnxLM(path), quant, ref, greedy=quant == "fp32")
 
 
 def _describe(model_dir, path: Path, quant, fmt, ref, notes, progress) -> dict:

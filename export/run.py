@@ -3,7 +3,9 @@
     fabulist export runs/X --quant int4                # ONNX int4 + GGUF Q4_0 and Q4_K_M
     fabulist export runs/X --format all --quant all    # the seven artifacts
 
-Exporters sit behind one explicit table (`EXPORTERS`); each validates its own output against PyTorch.
+Exporters sit behind one explicit table (`EXPORTERS`), each an `Exporter`: it writes its files and
+opens each artifact in its engine for the one validation pass (`export.validate.validate`) against one
+PyTorch reference, built once per export and shared by all.
 `export_manifest.json` beside the model records, for every artifact, its format, quantization, path,
 bytes, sha256, parameter count, bits per weight, the source checkpoint's hash, tool versions, validation
 results and the memory estimate against the budget.
@@ -13,32 +15,44 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Protocol
 
 from fabulist.data.records import write_atomic
 from fabulist.export import plan as pl
+from fabulist.export import validate as va
 from fabulist.export.errors import ExportError
 
 TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-genai",
          "gguf", "llama-cpp-python")  # fmt: skip
 
 
-def _onnx(model_dir: Path, quants: list[str], context: int, validate: bool, progress: bool) -> list[dict]:
+class Exporter(Protocol):
+    """Writes the artifacts of one format for these quants into model_dir and returns one result dict each,
+    validated against ref (None: not validated)."""
+
+    def __call__(
+        self, model_dir: Path, quants: list[str], context: int, ref: va.Reference | None, progress: bool
+    ) -> list[dict]: ...
+
+
+def _onnx(model_dir: Path, quants: list[str], context: int, ref: va.Reference | None, progress: bool):
     from fabulist.export.onnx import export_onnx
 
-    return export_onnx(model_dir, quants, context=context, validate=validate, progress=progress)
+    return export_onnx(
+        model_dir, quants, context=context, validate=ref is not None, ref=ref, progress=progress
+    )
 
 
-def _gguf(model_dir: Path, quants: list[str], context: int, validate: bool, progress: bool) -> list[dict]:
+def _gguf(model_dir: Path, quants: list[str], context: int, ref: va.Reference | None, progress: bool):
     from fabulist.export.gguf import export_gguf
 
-    return export_gguf(model_dir, quants, validate=validate, progress=progress)
+    return export_gguf(model_dir, quants, validate=ref is not None, ref=ref, progress=progress)
 
 
-EXPORTERS: dict[str, Callable[..., list[dict]]] = {"onnx": _onnx, "gguf": _gguf}
+EXPORTERS: dict[str, Exporter] = {"onnx": _onnx, "gguf": _gguf}
 
 
 def sha256(path: Path) -> str:
@@ -112,11 +126,12 @@ def export_model(
         )
     check_budget(config, pairs, context, limit, budget)
     source = sha256(model_dir / "model.safetensors")
+    ref = va.Reference(model_dir) if validate else None
     results = []
     for name, exporter in EXPORTERS.items():
         quants = [q for f, q in pairs if f == name]
         if quants:
-            results += exporter(model_dir, quants, context, validate, progress)
+            results += exporter(model_dir, quants, context, ref, progress)
     artifacts = [describe(r, model_dir, config, context, limit, source) for r in results]
     write_manifest(model_dir, artifacts, context, budget)
     return artifacts

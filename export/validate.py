@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -113,22 +114,85 @@ def load_reference(model_dir: str | Path):
         return LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
 
 
-def torch_logits(model_dir: str | Path, token_ids: list[int]) -> np.ndarray:
-    """PyTorch fp32 logits (T, V) of one token sequence: the reference every artifact is held to."""
+def _logits(model, token_ids: list[int]) -> np.ndarray:
     import torch
 
-    model = load_reference(model_dir)
     with torch.no_grad():
         return model(input_ids=torch.tensor([token_ids])).logits[0].numpy()
 
 
-def torch_greedy(model_dir: str | Path, token_ids: list[int], n: int = 64) -> list[int]:
-    """PyTorch greedy continuation (new token ids only), stopping at end of text."""
+def _greedy(model, token_ids: list[int], n: int) -> list[int]:
     import torch
 
-    model = load_reference(model_dir)
     with torch.no_grad(), hf_quiet():
         config = model.config
         out = model.generate(torch.tensor([token_ids]), max_new_tokens=n, do_sample=False,
                              eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id)  # fmt: skip
     return out[0, len(token_ids) :].tolist()
+
+
+def torch_logits(model_dir: str | Path, token_ids: list[int]) -> np.ndarray:
+    """PyTorch fp32 logits (T, V) of one token sequence: the reference every artifact is held to."""
+    return _logits(load_reference(model_dir), token_ids)
+
+
+def torch_greedy(model_dir: str | Path, token_ids: list[int], n: int = 64) -> list[int]:
+    """PyTorch greedy continuation (new token ids only), stopping at end of text."""
+    return _greedy(load_reference(model_dir), token_ids, n)
+
+
+class Reference:
+    """What every artifact of one export is held to, computed once (one PyTorch load) and shared by all
+    exporters: the held-out texts as token ids, PyTorch's fp32 logits on them, a greedy continuation of
+    the first 16 tokens, the tokenizer (for the probes) and the end-of-text ids."""
+
+    def __init__(
+        self, model_dir: str | Path, n_texts: int = HELDOUT, max_tokens: int = 128, greedy: int = 64
+    ):
+        from tokenizers import Tokenizer
+
+        model_dir = Path(model_dir)
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        texts = heldout_texts(n_texts)
+        self.seqs = [self.tokenizer.encode(t, add_special_tokens=False).ids[:max_tokens] for t in texts]
+        model = load_reference(model_dir)
+        self.logits = [_logits(model, ids) for ids in self.seqs]
+        self.prompt = self.seqs[0][:16]
+        self.greedy = _greedy(model, self.prompt, greedy)
+        eos = model.config.eos_token_id
+        self.eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+
+
+class ArtifactLM(Protocol):
+    """An exported artifact opened in the engine that runs it, as the validation pass needs it."""
+
+    def logits(self, ids: list[int]) -> np.ndarray: ...  # (T, V) of one sequence from an empty cache
+
+    def greedy(self, ids: list[int], n: int, eos: set[int]) -> list[int]: ...  # through the KV cache
+
+    def tokenize(self, text: str) -> list[int] | None: ...  # None: the artifact carries no tokenizer
+
+
+def validate(lm: ArtifactLM, quant: str, ref: Reference, greedy: bool = False) -> tuple[dict, str | None]:
+    """The one validation pass of every artifact: logit metrics against PyTorch on positions that have a
+    next token, the gate for its precision, tokenizer parity on the probes (where the artifact carries a
+    tokenizer) and, with greedy, the KV-cache greedy continuation. Returns (metrics, what missed or None)."""
+    ref_all = np.concatenate([r[:-1] for r in ref.logits])
+    test_all = np.concatenate([lm.logits(ids)[:-1] for ids in ref.seqs])
+    targets = np.concatenate([ids[1:] for ids in ref.seqs])
+    metrics = compare_logits(ref_all, test_all, targets)
+    metrics["positions"] = len(ref_all)
+    misses = [gate(quant, metrics)]
+    if lm.tokenize(TOKENIZER_PROBES[0]) is not None:
+        want = {t: ref.tokenizer.encode(t, add_special_tokens=False).ids for t in TOKENIZER_PROBES}
+        metrics["tokenizer_mismatches"] = [t for t in TOKENIZER_PROBES if lm.tokenize(t) != want[t]]
+        if metrics["tokenizer_mismatches"]:
+            misses.append(f"tokenizer differs on {len(metrics['tokenizer_mismatches'])} probes")
+    if greedy:
+        got = lm.greedy(ref.prompt, len(ref.greedy), ref.eos)
+        metrics["greedy_match"] = got == ref.greedy
+        metrics["greedy_tokens"] = len(ref.greedy)
+        if got != ref.greedy:
+            first = ([a == b for a, b in zip(got, ref.greedy, strict=False)] + [False]).index(False)
+            misses.append(f"KV-cache greedy differs from PyTorch at token {first}")
+    return metrics, "; ".join(m for m in misses if m) or None

@@ -8,7 +8,8 @@ import pytest
 
 from fabulist import fable_format as ff
 from fabulist.export.errors import ExportError
-from fabulist.export.onnx import OnnxLM, Reference, export_onnx, load_proto, validate_onnx
+from fabulist.export.onnx import OnnxLM, export_onnx, load_proto, validate_onnx
+from fabulist.export.validate import Reference
 
 pytestmark = pytest.mark.slow
 
