@@ -11,11 +11,17 @@ there, the estimate is set against the measured peak RSS (error in %: positive m
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+from fabulist.errors import FabulistError
 from fabulist.export import plan as pl
 
 SPECIAL = {"bos": 1, "eos": 0, "pad": 3, "story": 4}  # ids do not change the shape
+
+
+class FitError(FabulistError):
+    """A results.json that `bench fit` cannot read."""
 
 
 def _fmt(artifact: str) -> str | None:
@@ -111,9 +117,41 @@ def table(rows: list[dict], measured: list[dict], source: str) -> str:
     return "\n".join(lines)
 
 
+# The fields of results.json's "fit" rows that `bench fit` reads, and their types.
+_FIT_FIELDS = {"size": str, "name": str, "format": str, "threads": int, "context": int, "estimate_mb": float,
+               "measured_mb": float, "error_pct": float, "fixed_overhead": float}  # fmt: skip
+
+
+def _read_results(path: Path) -> dict:
+    """A benchmark run's results.json with its "fit" rows checked, or a FitError naming the file."""
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise FitError(f"{path}: not UTF-8 text (not a benchmark results.json)") from None
+    except (ValueError, RecursionError) as exc:
+        raise FitError(f"{path}: not valid JSON ({str(exc)[:80]})") from None
+    rows = results.get("fit") if isinstance(results, dict) else None
+    if not isinstance(rows, list):
+        raise FitError(f"{path}: expected a JSON object with a list of fit rows (`fabulist bench run`)")
+    for i, row in enumerate(rows, 1):
+        row = row if isinstance(row, dict) else {}
+        bad = [k for k, kind in _FIT_FIELDS.items() if not _is(row.get(k), kind)]
+        if bad:
+            raise FitError(f"{path}: fit row {i}: {', '.join(bad)} missing or of the wrong type")
+    return results
+
+
+def _is(value, kind: type) -> bool:
+    if isinstance(value, bool) or value is None:
+        return False
+    if kind is float:
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, kind)
+
+
 def fit_report(budget: str, context: int | None, results_path: Path | None) -> tuple[list, list, str]:
     """(fit rows, estimate-vs-measured rows, printed table) for `fabulist bench fit`."""
-    results = json.loads(results_path.read_text()) if results_path and results_path.exists() else None
+    results = _read_results(results_path) if results_path and results_path.exists() else None
     rows = plan_fit(budget, context, results)
     measured = (results or {}).get("fit", [])
     source = f"measured in {results_path}" if results else "the planner's 128 MiB (no benchmark results)"

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fabulist.errors import FabulistError
+from fabulist.model_folder import read_config
 
 
 class BenchError(FabulistError):
@@ -86,6 +87,7 @@ def sizes(opts: Options) -> dict[str, Path]:
     if opts.model is not None:
         if not (opts.model / "config.json").exists():
             raise BenchError(f"{opts.model} is not a model folder (no config.json)")
+        read_config(opts.model)  # checked before any preset is built: one line naming a bad config.json
         found[f"trained ({opts.model.name})"] = opts.model
     for name in opts.presets:
         preset = models.TINY if name == "tiny" else presets.get(name)
@@ -135,7 +137,7 @@ def run_suite(opts: Options) -> dict:
     results = {"machine": machine(), "options": _options(opts), "sizes": {}, "rows": []}
     done = _measured(opts)
     for size, model_dir in sizes(opts).items():
-        config = json.loads((model_dir / "config.json").read_text())
+        config = read_config(model_dir)
         params = pl.parameters(config)
         results["sizes"][size] = {"model_dir": str(model_dir), "parameters": params, "config": config,
                                   "random_weights": (model_dir / "preset.json").exists()}  # fmt: skip

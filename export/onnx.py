@@ -99,9 +99,11 @@ def export_onnx(
 
 
 def write_prompt_format(model_dir: Path) -> Path:
-    """fable_format.json: the prompt format the model was trained with, as data (fable_format.describe)."""
+    """fable_format.json: the prompt format the model was trained with, as data (fable_format.describe),
+    saying whether it was trained on list values only or free-text elements (its training.json)."""
     path = model_dir / ff.DESCRIPTION_FILE
-    write_atomic(path, json.dumps(ff.describe(), indent=1, ensure_ascii=False) + "\n")
+    description = ff.describe(ff.trained_elements(model_dir))
+    write_atomic(path, json.dumps(description, indent=1, ensure_ascii=False) + "\n")
     return path
 
 
@@ -138,9 +140,9 @@ def check_model_dir(model_dir: Path) -> dict:
         raise ExportError(
             f"model_type {config.get('model_type')!r} is not 'llama': only Llama exports to ONNX"
         )
+    mf.check_sizes(config, model_dir / "config.json")
     if not list(model_dir.glob("*.safetensors")):
         raise ExportError(f"{model_dir} has no *.safetensors weights")
-    mf.check_sizes(config, model_dir / "config.json")
     return config
 
 
@@ -375,12 +377,12 @@ class OnnxLM:
     def logits(self, ids: list[int]) -> np.ndarray:
         return self.step(ids, None)[0].astype(np.float32)
 
-    def greedy(self, ids: list[int], n: int, eos: set[int] | None = None) -> list[int]:
-        """n new tokens: one prefill, then one token per step through the KV cache; stops after an eos."""
     def tokenize(self, text: str) -> None:
         """The graph carries no tokenizer (tokenizer.json beside the model is the reference's own)."""
         return None
 
+    def greedy(self, ids: list[int], n: int, eos: set[int] | None = None) -> list[int]:
+        """n new tokens: one prefill, then one token per step through the KV cache; stops after an eos."""
         logits, past = self.step(ids, None)
         out = []
         for _ in range(n):

@@ -12,6 +12,7 @@ still lists their validation, because that is how the shipped ones were chosen.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -35,16 +36,43 @@ def _size(path: Path) -> int:
 
 
 def _read_json(path: Path, what: str) -> dict:
+    """A JSON object from `path`, or an ExportError naming the file (missing, not UTF-8, not an object)."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ExportError(f"{path} is missing: {what}") from None
-    except json.JSONDecodeError as exc:
-        raise ExportError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise ExportError(f"{path}: not UTF-8 text (a binary or corrupt file): {what}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ExportError(f"{path}: not valid JSON ({str(exc)[:80]})") from None
+    if not isinstance(value, dict):
+        raise ExportError(f"{path}: expected a JSON object, got {type(value).__name__}: {what}")
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_result(result, name: str, path: Path) -> None:
+    """One entry of `results`: a summary of finite numbers for every reported check, rows of fables."""
+    from fabulist.eval import quality as q
+
+    keys = (*q.TARGETS, "repetition_4gram", "distinct_2")
+    summary = result.get("summary") if isinstance(result, dict) else None
+    rows = result.get("rows") if isinstance(result, dict) else None
+    if not isinstance(summary, dict) or not all(_is_number(summary.get(k)) for k in keys):
+        raise ExportError(f"{path}: results.{name}.summary must hold numbers for {', '.join(keys)}")
+    if not isinstance(rows, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("fable"), str) and isinstance(r.get("ids"), dict)
+        for r in rows
+    ):
+        raise ExportError(f"{path}: results.{name}.rows must be a list of {{'ids': {{...}}, 'fable': text}}")
 
 
 def check_quality(quality: dict, path: Path) -> tuple[str, str]:
-    """The (quantized, reference) result names of a `fabulist eval quality --json` file."""
+    """The (quantized, reference) result names of a `fabulist eval quality --json` file, its shape
+    checked (the card reads these fields) so that a hand-edited file is one line, not a traceback."""
     results = quality.get("results")
     if not isinstance(results, dict) or not results:
         raise ExportError(
@@ -52,8 +80,21 @@ def check_quality(quality: dict, path: Path) -> tuple[str, str]:
         )
     if "int4" not in results:
         raise ExportError(f"{path} has no int4 results (has {', '.join(results)}); the card reports int4")
+    bad = [n for n, r in results.items() if not (isinstance(r, dict) and isinstance(r.get("summary"), dict))]
+    if bad:
+        raise ExportError(f"{path}: results.{bad[0]} must be an object with a summary object")
     ref = "fp32" if "fp32" in results else "int4"
     return "int4", ref
+
+
+def check_card_fields(quality: dict, path: Path | str = "the --quality file") -> None:
+    """The fields of a quality file the model card reads, checked, so that a hand-edited or truncated
+    file is one line, not a traceback halfway through the card."""
+    for name, result in quality["results"].items():
+        _check_result(result, name, path)
+    for key in ("n", "temperature", "seed"):
+        if not _is_number(quality.get(key)):
+            raise ExportError(f"{path}: {key} must be a number, got {quality.get(key)!r}")
 
 
 def valid_curve(metrics: Path) -> list[tuple[int, int, float]]:
@@ -99,6 +140,7 @@ def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dic
          quant: str, ref: str, reproduce: str, total: int) -> str:  # fmt: skip
     from fabulist.eval import quality as q
 
+    check_card_fields(quality)
     summary = quality["results"][quant]["summary"]
     misses = q.verdict(summary)
     worst = max(abs(summary[k] - quality["results"][ref]["summary"][k]) for k in q.TARGETS) * 100
@@ -199,6 +241,30 @@ def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dic
     return "\n".join(lines)
 
 
+def _copy(src: Path, dst: Path) -> None:
+    """A file or a folder's files, one copy2 each (so a failure is the OSError itself, not shutil's list)."""
+    for path in sorted(src.rglob("*")) if src.is_dir() else [src]:
+        target = dst / path.relative_to(src) if src.is_dir() else dst
+        if path.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+
+
+def _fill(tmp: Path, run: Path, name: str, training: dict, manifest: dict, shipped: list, quality: dict,
+          reproduce_path: Path) -> dict:  # fmt: skip
+    """Copy the shipped files into `tmp` and write its metadata; the training record as shipped."""
+    for rel in (*SHIP, *META):
+        _copy(run / rel, tmp / rel)
+    shutil.copy2(reproduce_path, tmp / "reproduce.sh")
+    shipped_manifest = {**manifest, "model": name, "artifacts": shipped}
+    (tmp / "export_manifest.json").write_text(json.dumps(shipped_manifest, indent=1))
+    record = {**training, "data": Path(training["data"]).name}  # no local paths in a shipped file
+    (tmp / "training.json").write_text(json.dumps(record, indent=1))
+    summaries = {k: {"summary": v["summary"]} for k, v in quality["results"].items()}
+    (tmp / "quality.json").write_text(json.dumps({**quality, "model": name, "results": summaries}, indent=1))
+    return record
+
+
 def pack(run: str | Path, name: str, dest_root: str | Path, quality_path: str | Path,
          reproduce_path: str | Path, max_bytes: int = MAX_BYTES) -> Path:  # fmt: skip
     """Copy the shippable artifacts of an exported run into dest_root/name with a README.md model card."""
@@ -234,20 +300,18 @@ def pack(run: str | Path, name: str, dest_root: str | Path, quality_path: str | 
     final = dest_root / name
     tmp = dest_root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for rel in (*SHIP, *META):
-        src, dst = run / rel, tmp / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
-    shutil.copy2(reproduce_path, tmp / "reproduce.sh")
-    shipped_manifest = {**manifest, "model": name, "artifacts": shipped}
-    (tmp / "export_manifest.json").write_text(json.dumps(shipped_manifest, indent=1))
-    record = {**training, "data": Path(training["data"]).name}  # no local paths in a shipped file
-    (tmp / "training.json").write_text(json.dumps(record, indent=1))
-    summaries = {k: {"summary": v["summary"]} for k, v in quality["results"].items()}
-    (tmp / "quality.json").write_text(json.dumps({**quality, "model": name, "results": summaries}, indent=1))
-    text = card(name, run, record, manifest, shipped, quality, quant, ref, reproduce_path.read_text(), total)
-    (tmp / "README.md").write_text(text)
+    try:
+        tmp.mkdir()
+        record = _fill(tmp, run, name, training, manifest, shipped, quality, reproduce_path)
+        text = card(
+            name, run, record, manifest, shipped, quality, quant, ref, reproduce_path.read_text(), total
+        )
+        (tmp / "README.md").write_text(text)
+    except BaseException as exc:  # a full or read-only destination, a bad quality file: no half-built folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # name the destination in the one line
+            raise OSError(exc.errno, exc.strerror, str(dest_root)) from None
+        raise
     old = dest_root / f".{name}.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():

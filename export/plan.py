@@ -14,10 +14,10 @@ length, plus a fixed runtime overhead:
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
+from fabulist import model_folder as mf
 from fabulist.errors import FabulistError
 
 
@@ -61,7 +61,10 @@ def parse_bytes(text: str) -> int:
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
     if not m or m.group(2).lower() not in _UNITS:
         raise PlanError(f"bad memory budget {text!r}: expected e.g. 6GB, 512MiB")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    budget = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if budget < 1:
+        raise PlanError(f"bad memory budget {text!r}: it must be more than 0 bytes, e.g. 6GB")
+    return budget
 
 
 def read_config(model_dir: Path) -> dict:
@@ -71,12 +74,10 @@ def read_config(model_dir: Path) -> dict:
         raise PlanError(
             f"{model_dir} is not a model folder (no config.json); train one with `fabulist train`"
         )
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError:
-        raise PlanError(f"{config_path} is not valid JSON") from None
+    config = mf.load_config(model_dir)  # a file, UTF-8, JSON, an object: or one line naming the file
     if config.get("model_type") != "llama":
         raise PlanError(f"{model_dir}: unsupported architecture {config.get('model_type')!r}; only llama")
+    mf.check_sizes(config, config_path)
     if not (model_dir / "tokenizer.json").exists():
         raise PlanError(f"{model_dir}: tokenizer.json is missing")
     if not (model_dir / "model.safetensors").exists():

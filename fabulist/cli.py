@@ -12,18 +12,35 @@ from pathlib import Path
 import click
 
 from fabulist import __version__
-from fabulist.errors import FabulistError
+from fabulist.cli_types import NON_NEGATIVE, POSITIVE, SEED, UNIT
+from fabulist.errors import FabulistError, one_line
 
 
 class _Group(click.Group):
-    """A click group that turns FabulistError into one line on stderr and exit status 1, and a bad option
-    (click's UsageError) into one line and exit status 2."""
+    """A click group that turns bad input into one line on stderr: a FabulistError or a documented bad
+    environment (a missing, unreadable, read-only or full path; text that is not UTF-8; see
+    `errors.one_line`) exits 1, a bad option (click's UsageError) or an argument that is not UTF-8 exits 2.
+    Any other exception is a bug and keeps its traceback."""
+
+    def main(self, args=None, *rest, **kwargs):
+        args = sys.argv[1:] if args is None else list(args)
+        for arg in args:
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:  # bytes the OS passed that are not UTF-8 (surrogate-escaped)
+                raw = arg.encode("utf-8", "surrogateescape")
+                click.echo(f"error: argument {raw!r} is not valid UTF-8 text", err=True)
+                sys.exit(2)
+        return super().main(args, *rest, **kwargs)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except FabulistError as exc:
-            click.echo(f"error: {exc}", err=True)
+        except (FabulistError, OSError, UnicodeError, MemoryError) as exc:
+            message = one_line(exc)
+            if message is None:
+                raise  # not a documented kind of bad input: a bug, shown with its traceback
+            click.echo(f"error: {message}", err=True)
             sys.exit(1)
         except click.exceptions.NoArgsIsHelpError:
             raise  # a group called without a subcommand shows its help
@@ -113,8 +130,9 @@ def _parse_fixed(values: tuple[str, ...]) -> dict[str, str]:
 
 
 @data.command("prompts")
-@click.option("--count", "-n", type=int, required=True, help="How many prompts (distinct combinations).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option("--count", "-n", type=click.IntRange(min=1), required=True,
+              help="How many prompts (distinct combinations, >= 1).")  # fmt: skip
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampling seed.")
 @click.option("--shard", default="0/1", show_default=True, help="i/n: this machine's part of the space.")
 @click.option(
     "--region",
@@ -167,19 +185,19 @@ def data_prompts(count, seed, shard, region, variants, fix, out, force) -> None:
 @click.option("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (vLLM).")
 @click.option("--model", help="Teacher model name, e.g. gpt-4o-mini.")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight.")
-@click.option("--timeout", type=float, default=120.0, show_default=True,
+@click.option("--timeout", type=POSITIVE, default=120.0, show_default=True,
               help="Seconds per request, from sending it to the last byte of the reply.")  # fmt: skip
 @click.option("--max-retries", type=int, default=5, show_default=True,
               help="Retries per prompt (a server's Retry-After is obeyed up to 60 s).")  # fmt: skip
-@click.option("--backoff", type=float, default=1.0, show_default=True, help="Base retry delay (s).")
-@click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--top-p", type=float)
+@click.option("--backoff", type=NON_NEGATIVE, default=1.0, show_default=True, help="Base retry delay (s).")
+@click.option("--temperature", type=NON_NEGATIVE, default=1.0, show_default=True)
+@click.option("--top-p", type=UNIT)
 @click.option("--max-tokens", type=int, default=800, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Teacher seed.")
-@click.option("--max-cost", type=float, help="Stop cleanly once this many USD are spent.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Teacher seed.")
+@click.option("--max-cost", type=NON_NEGATIVE, help="Stop cleanly once this many USD are spent.")
 @click.option("--prices", type=click.Path(dir_okay=False), help="JSON price table {model: [in, out]}.")
-@click.option("--price-in", type=float, help="USD per million input tokens (overrides the table).")
-@click.option("--price-out", type=float, help="USD per million output tokens (overrides the table).")
+@click.option("--price-in", type=NON_NEGATIVE, help="USD per million input tokens (overrides the table).")
+@click.option("--price-out", type=NON_NEGATIVE, help="USD per million output tokens (overrides the table).")
 @click.option("--errors", "errors_path", type=click.Path(dir_okay=False), help="Default: OUT.errors.jsonl")
 @click.option("--limit", type=click.IntRange(min=1), help="Write at most this many new fables (>= 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -288,18 +306,19 @@ def _echo_summary(s, out) -> None:
     help="story: no loss on the header (random elements); all: every token.",
 )
 @click.option(
-    "--batch-size", type=int, default=16, show_default=True, help="Sequences per step, all processes."
-)
-@click.option("--grad-accum", type=int, default=1, show_default=True)
+    "--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+    help="Sequences per step, all processes.",
+)  # fmt: skip
+@click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--max-steps", type=int, help="Optimizer steps (default: --max-tokens, else --epochs).")
 @click.option(
     "--max-tokens", type=int, help="Train on about this many tokens, padding not counted (sets the steps)."
 )
-@click.option("--epochs", type=float, default=1.0, show_default=True, help="Passes over the data.")
-@click.option("--lr", type=float, help="Peak learning rate (default: the preset's).")
+@click.option("--epochs", type=POSITIVE, default=1.0, show_default=True, help="Passes over the data.")
+@click.option("--lr", type=POSITIVE, help="Peak learning rate (default: the preset's).")
 @click.option("--warmup-steps", type=int, help="Default: 5% of the steps, at most 100.")
-@click.option("--weight-decay", type=float, default=0.1, show_default=True)
-@click.option("--grad-clip", type=float, default=1.0, show_default=True)
+@click.option("--weight-decay", type=NON_NEGATIVE, default=0.1, show_default=True)
+@click.option("--grad-clip", type=NON_NEGATIVE, default=1.0, show_default=True)
 @click.option("--eval-every", type=int, default=0, help="Steps between evaluations (default: 10 per run).")
 @click.option("--eval-fables", type=int, default=8, show_default=True,
               help="Fables sampled at each evaluation for judge-free metrics (coverage, distinct-2, "
@@ -307,7 +326,7 @@ def _echo_summary(s, out) -> None:
 @click.option("--eval-max-tokens", type=int, default=320, show_default=True,
               help="Length limit of those fables (never past --context).")  # fmt: skip
 @click.option("--save-every", type=int, default=200, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
 @click.option("--stop-after", type=int, help="Stop at this step with a checkpoint (continue with --resume).")
@@ -380,14 +399,18 @@ def export_cmd(model_dir, fmt, quant, memory_budget, context, strict, no_validat
         raise ExportError(f"{len(missed)} artifact(s) missed their validation gate (--strict)")
 
 
-def _elements_for(given: dict[str, str | None], random_fill: bool, seed: int | None) -> dict[str, str]:
-    """Scaffold labels: each given element by id or label (or as free text), the rest drawn at random."""
+def _elements_for(given: dict[str, str | None], random_fill: bool,
+                  seed: int | None) -> tuple[dict[str, str], list[str]]:  # fmt: skip
+    """Scaffold labels: each given element by id or label, else as free text (one line, at most
+    fable_format.MAX_ELEMENT_CHARS characters: a ValueError otherwise), the rest drawn at random; and the
+    kinds given as free text."""
     import random
 
+    from fabulist import fable_format as ff
     from fabulist.data import elements
 
     rng = random.Random(seed)
-    labels = {}
+    labels, free = {}, []
     for kind in elements.KINDS:
         value = given.get(kind)
         if value is None and not random_fill:
@@ -396,17 +419,24 @@ def _elements_for(given: dict[str, str | None], random_fill: bool, seed: int | N
             labels[kind] = elements.label(kind, rng.choice(elements.load(kind)))
             continue
         match = [e for e in elements.load(kind) if value.lower() in (e.id, elements.label(kind, e).lower())]
-        labels[kind] = elements.label(kind, match[0]) if match else value
-    return labels
+        if match:
+            labels[kind] = elements.label(kind, match[0])
+            continue
+        ff.check_element(kind, value)
+        labels[kind], free = ff.free_label(value), [*free, kind]
+    return labels, free
+
+
+_FREE_HELP = "A list element's id or label, or any one-line text of at most 80 characters."
 
 
 @main.command("generate")
-@click.option("--character")
-@click.option("--trait")
-@click.option("--setting")
-@click.option("--conflict")
-@click.option("--resolution")
-@click.option("--moral")
+@click.option("--character", help=_FREE_HELP)
+@click.option("--trait", help=_FREE_HELP)
+@click.option("--setting", help=_FREE_HELP)
+@click.option("--conflict", help=_FREE_HELP)
+@click.option("--resolution", help=_FREE_HELP)
+@click.option("--moral", help=_FREE_HELP)
 @click.option("--prompt", "beginning", help="A story beginning to continue.")
 @click.option("--model", "model_dir", help="Exported model folder or embedded model name (default: the "
               "embedded fable-5m; see `fabulist models`).")  # fmt: skip
@@ -415,12 +445,13 @@ def _elements_for(given: dict[str, str | None], random_fill: bool, seed: int | N
               help="Default: int4 for ONNX, q4_k_m for GGUF.")  # fmt: skip
 @click.option("--graph", type=click.Choice(["auto", "genai", "optimum"]), default="auto", show_default=True,
               help="ONNX graph: onnxruntime-genai's (fast) or optimum's; auto: the fast one.")  # fmt: skip
-@click.option("-n", "count", type=int, default=1, show_default=True, help="Completions of the same prompt.")
+@click.option("-n", "count", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Completions of the same prompt (>= 1).")  # fmt: skip
 @click.option("--temperature", type=float, default=0.8, show_default=True)
 @click.option("--top-p", type=float, default=0.95, show_default=True)
 @click.option("--top-k", type=int, default=0, show_default=True)
 @click.option("--repetition-penalty", type=float, default=1.0, show_default=True)
-@click.option("--seed", type=int, help="Same seed, same text (on the same backend).")
+@click.option("--seed", type=SEED, help="Same seed, same text (on the same backend).")
 @click.option("--max-new-tokens", type=int, default=400, show_default=True)
 @click.option("--stop", multiple=True, help="Stop when this text appears (repeatable; not empty).")
 @click.option("--threads", type=int, callback=_threads_option, help=THREADS_HELP)
@@ -457,13 +488,18 @@ def generate_cmd(
     params = _sampling(temperature=temperature, top_k=top_k, top_p=top_p,
                        repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens, seed=seed,
                        stop=tuple(stop))  # fmt: skip
-    labels = _elements_for(given, random_fill=beginning is None, seed=seed)
     try:  # user text never becomes format structure (a header line, a special token)
+        labels, free = _elements_for(given, random_fill=beginning is None, seed=seed)
         prompt = ff.prompt(labels, beginning)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     model_dir = resolve(model_dir)
     gen = load_generator(model_dir, fmt, quant, threads, graph)
+    gen.preflight(prompt, params, count)  # a batch that cannot fit is one line, before any output
+    if free and ff.trained_elements(model_dir) == ff.LISTS:
+        click.echo(f"note: {Path(model_dir).name} was trained on list values only; the free-text "
+                   f"{', '.join(free)} may be ignored (models trained on imported fables take any text)",
+                   err=True)  # fmt: skip
     if not as_json:
         for kind, label in labels.items():
             click.echo(f"{kind.capitalize()}: {label}", err=True)
@@ -564,29 +600,46 @@ def eval_group() -> None:
 @click.option("--temperature", type=float, default=0.8, show_default=True)
 @click.option("--top-p", type=float, default=1.0, show_default=True,
               help="Nucleus sampling (the bar is defined at 1.0: plain temperature sampling).")  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--max-new-tokens", type=int, default=400, show_default=True)
 @click.option(
     "--json", "json_out", type=click.Path(dir_okay=False), help="Write summaries and every fable here."
 )
-def eval_quality(model_dir, fmt, quant, count, temperature, top_p, seed, max_new_tokens, json_out) -> None:
+@click.option("--prompts", "prompts_path", type=click.Path(dir_okay=False),
+              help="Prompt with the elements (free text or ids) of the first -n records of this fables "
+                   "file (.jsonl/.parquet) that show a character, setting and moral, instead of "
+                   "evaluation-region prompts.")  # fmt: skip
+def eval_quality(model_dir, fmt, quant, count, temperature, top_p, seed, max_new_tokens, json_out,
+                 prompts_path) -> None:  # fmt: skip
     """Judge-free quality bar on evaluation-region prompts (moral line, character, setting, moral)."""
     import json
 
     from fabulist.data.records import write_atomic
     from fabulist.eval import quality as q
     from fabulist.runtime.embedded import resolve
-    from fabulist.runtime.load import load_generator
+    from fabulist.runtime.load import artifact, load_generator
 
     if count < 1:
         raise click.UsageError("-n must be at least 1")
+    quants = [x.strip() for x in quant.split(",") if x.strip()]
+    if not quants:
+        raise click.UsageError(f"--quant {quant!r} names no artifact; e.g. --quant int4 or --quant int4,fp32")
     _sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    prompts = None
+    if prompts_path:
+        prompts, skipped = q.prompts_from(prompts_path, count)
+        if not prompts:
+            raise click.UsageError(f"{prompts_path}: no record shows a character, setting and moral")
+        click.echo(f"{len(prompts)} prompts from {prompts_path} (skipped, without a character, setting or "
+                   f"moral: {skipped})", err=True)  # fmt: skip
     model_dir = resolve(model_dir)
+    for one in quants:  # every artifact found before the first is loaded and scored
+        artifact(Path(model_dir), fmt, one)
     results = {}
-    for one in [x.strip() for x in quant.split(",") if x.strip()]:
+    for one in quants:
         gen = load_generator(model_dir, fmt, one)
         click.echo(f"{fmt} {one}: {gen.artifact}", err=True)
-        results[one] = q.run(gen, count, temperature, seed, max_new_tokens, top_p=top_p)
+        results[one] = q.run(gen, count, temperature, seed, max_new_tokens, top_p=top_p, prompts=prompts)
     names = list(results)
     click.echo(f"{'':22s}" + "".join(f"{n:>10s}" for n in names) + "   target")
     for key, target in [*q.TARGETS.items(), ("repetition_4gram", q.MAX_REPETITION), ("distinct_2", None)]:
@@ -624,7 +677,7 @@ def _judge_options(f):
         ),
         click.option(
             "--timeout",
-            type=float,
+            type=POSITIVE,
             default=120.0,
             show_default=True,
             help="Seconds per request, from sending it to the last byte of the reply.",
@@ -636,7 +689,9 @@ def _judge_options(f):
             show_default=True,
             help="Retries per grade (a server's Retry-After is obeyed up to 60 s).",
         ),
-        click.option("--backoff", type=float, default=1.0, show_default=True, help="Base retry delay (s)."),
+        click.option(
+            "--backoff", type=NON_NEGATIVE, default=1.0, show_default=True, help="Base retry delay (s)."
+        ),
         click.option(
             "--prices", type=click.Path(dir_okay=False), help="JSON price table {model: [in, out]}."
         ),
@@ -680,7 +735,7 @@ def _echo_report(out) -> None:
 @click.option("-n", "count", type=int, default=10, show_default=True, help="Completions per prompt.")
 @click.option("--temperature", type=float, default=1.0, show_default=True)
 @click.option("--top-p", type=float, default=1.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--max-new-tokens", type=int, default=400, show_default=True)
 @click.option(
     "--limit", type=click.IntRange(min=1), help="Only the first N (>= 1) prompts of the evaluation set."
@@ -720,7 +775,7 @@ def eval_run(model_dir, fmt, quant, count, temperature, top_p, seed, max_new_tok
 
 @eval_group.command("judge")
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-@click.option("--seed", type=int, default=0, show_default=True, help="Judge seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Judge seed.")
 @_judge_options
 def eval_judge(run_dir, seed, **judge) -> None:
     """Judge the completions of a run (cached: a rerun sends no request) and rewrite its report."""
@@ -738,7 +793,7 @@ def eval_report(run_dir) -> None:
 @eval_group.command("compare")
 @click.argument("run_a", type=click.Path(file_okay=False, exists=True))
 @click.argument("run_b", type=click.Path(file_okay=False, exists=True))
-@click.option("--margin", type=float, default=0.3, show_default=True, help="Points on the 1-10 scale.")
+@click.option("--margin", type=NON_NEGATIVE, default=0.3, show_default=True, help="Points on the 1-10 scale.")
 @click.option("--out", type=click.Path(file_okay=False), help="Default: next to RUN_B, named A-vs-B.")
 def eval_compare(run_a, run_b, margin, out) -> None:
     """Paired per-prompt differences B - A with bootstrap CIs and a verdict (e.g. fp32 against int4)."""
@@ -783,6 +838,8 @@ def bench_run(quick, model_dir, presets, threads, repeats, rows, out, work) -> N
     opts = suite.quick_options(out, Path(work)) if quick else suite.Options(out=out, work=Path(work))
     opts.model = Path(model_dir) if model_dir else None
     opts.presets = (_csv(presets) or ()) if presets is not None else opts.presets
+    if opts.model is None and not opts.presets:
+        raise click.UsageError("nothing to measure: give --model FOLDER or at least one of --presets")
     if not quick:
         opts.threads, opts.repeats = _thread_counts(threads), repeats
     if rows:
@@ -804,6 +861,8 @@ def bench_run(quick, model_dir, presets, threads, repeats, rows, out, work) -> N
 def _thread_counts(text: str | None) -> tuple[int, ...]:
     """--threads 1,2: each a whole number bounded by the cores (see _bound_threads), duplicates dropped."""
     counts = []
+    if text is not None and not _csv(text):
+        raise click.BadParameter(f"{text!r} names no thread count, e.g. 1,2", param_hint="'--threads'")
     for t in _csv(text) or ("1",):
         try:
             n = _bound_threads(int(t))

@@ -37,6 +37,9 @@ class Lock:
     removes the lock file and lets go."""
 
     def __init__(self, target: str | Path, what: str):
+        resolved = Path(target).resolve()
+        if resolved.exists() and not (resolved.is_file() or resolved.is_dir()):  # /dev/null, a FIFO
+            raise LockError(f"{target} is not a regular file or folder; give a path to write to")
         self.path = lock_path(target)
         self.fd = _acquire(self.path, target, what)
 
@@ -82,6 +85,12 @@ def _acquire(path: Path, target: str | Path, what: str) -> int | None:
         except FileNotFoundError:
             pass
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:  # a full disk: no lock, no leftover file, and the error names the output
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise OSError(exc.errno, exc.strerror, str(target)) from None
     return fd

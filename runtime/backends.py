@@ -43,8 +43,9 @@ class OnnxBackend:
             raise BackendError(f"cannot load {model_path}: {str(exc).splitlines()[0][:200]}") from None
         self.context = config["max_position_embeddings"]
         self.layers = config["num_hidden_layers"]
-        self.kv_heads = config["num_key_value_heads"]
+        self.kv_heads = config.get("num_key_value_heads") or config["num_attention_heads"]
         self.head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+        self.kv_bytes = kv_bytes_per_token(config)  # for the generator's memory check before a batch
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.cache_names = [
             (f"past_key_values.{i}.key", f"past_key_values.{i}.value") for i in range(self.layers)
@@ -134,6 +135,7 @@ class GenaiBackend:
             raise BackendError(f"cannot load {model_path}: {str(exc).splitlines()[0][:200]}") from None
         self.og = og
         self.context = config["max_position_embeddings"]
+        self.kv_bytes = kv_bytes_per_token(config)  # for the generator's memory check before a batch
 
     def check_vocab(self, vocab: int) -> None:
         if self.vocab != vocab:
@@ -207,8 +209,18 @@ class LlamaCppBackend:
         return self._last_logits()
 
 
+def kv_bytes_per_token(config: dict) -> int:
+    """Bytes of KV cache one token of one sequence holds (keys and values of every layer, float32)."""
+    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads") or config["num_attention_heads"]
+    return 2 * config["num_hidden_layers"] * kv_heads * head_dim * 4
+
+
 def read_config(model_dir: Path) -> dict:
+    """The folder's config.json, checked by the one model-folder reader (fabulist.model_folder)."""
+    from fabulist.model_folder import read_config as read_checked
+
     path = model_dir / "config.json"
     if not path.exists():
         raise BackendError(f"{model_dir}: no config.json (not an exported model folder)")
-    return json.loads(path.read_text())
+    return read_checked(model_dir)

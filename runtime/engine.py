@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -69,6 +70,17 @@ class Generator:
             return room, room
         return params.max_new_tokens, None
 
+    def preflight(self, prompt: str, params: SamplingParams, n: int = 1) -> None:
+        """Raise GenerationError now for a request that cannot run (a prompt past the context, a batch
+        that would not fit in memory), before a caller prints anything about it."""
+        ids = self.encode(prompt)
+        limit, _ = self.budget(ids, params)
+        self._check_memory(n, len(ids) + limit)
+
+    def _check_memory(self, n: int, tokens: int) -> None:
+        if self.backend.batched:
+            check_memory(n, tokens, getattr(self.backend, "kv_bytes", 0), self.tok.get_vocab_size())
+
     def generate(self, prompt: str, params: SamplingParams, n: int = 1) -> list[Completion]:
         """n completions of the same prompt (batched where the backend can)."""
         if n < 1:
@@ -97,6 +109,7 @@ class Generator:
         rngs = [np.random.default_rng(None if params.seed is None else [params.seed, s]) for s in seeds]
         decoders = [StreamDecoder(self.tok, self.specials) for _ in range(n)]
         texts, tokens, reasons = [""] * n, [[] for _ in range(n)], [None] * n
+        self._check_memory(n, len(ids) + limit)
         t0 = time.perf_counter()
         logits = self.backend.start(ids, n, limit)
         first = None
@@ -147,6 +160,37 @@ def _apply_stop(text: str, piece: str, stops: tuple[str, ...]) -> tuple[str, str
         if at >= 0:
             return new[:at], new[len(text) : at] if at > len(text) else "", "stop"
     return new, piece, None
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate (MemAvailable, and the cgroup's limit when lower); None when
+    the system does not say (not Linux)."""
+    try:
+        meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        free = int(meminfo["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        return min(free, int(limit) - used) if limit.isdigit() else free
+    except (OSError, ValueError):
+        return free
+
+
+def check_memory(n: int, tokens: int, kv_bytes: int, vocab: int) -> None:
+    """Refuse n batched sequences of `tokens` tokens whose KV cache and logits would not fit in memory,
+    before anything is allocated (an oversized batch is otherwise killed by the OS, with no message).
+    The estimate counts past and present KV copies and three logits buffers per sequence."""
+    need = n * (2 * tokens * kv_bytes + 3 * vocab * 4)
+    free = available_memory()
+    if free is None or need <= free:
+        return
+    fits = max(0, free // max(1, need // n))
+    raise GenerationError(
+        f"{n:,} completions of up to {tokens:,} tokens need about {need / 1e9:.1f} GB for the KV cache and "
+        f"logits but {free / 1e9:.1f} GB is available; ask for at most {fits:,} (-n) or fewer tokens"
+    )
 
 
 def _stats(load: float, t0: float, first: float | None, elapsed: float, new: int, prompt: int) -> dict:

@@ -1,17 +1,21 @@
-// The page: element pickers, sampling settings, Generate/Stop, the streamed fable and its timings. The model
-// runs in worker.js; model/app_model.json (what the build copied) and model/fable_format.json (the prompt
-// format the model was trained with, from `fabulist export`) say what to show.
-import { buildPrompt, surprise } from './prompt.js';
+// The page: element pickers (each with "Your own words…" for free text), sampling settings, Generate/Stop,
+// the streamed fable and its timings. The model runs in worker.js; model/app_model.json (what the build
+// copied) and model/fable_format.json (the prompt format the model was trained with, from `fabulist export`)
+// say what to show.
+import { buildPrompt, checkElement, freeLabel, surprise } from './prompt.js';
 
 const $ = (id) => document.getElementById(id);
 const IN_APK = location.hostname === 'appassets.androidplatform.net'; // the Android WebView's asset origin
 const QUANT_LABELS = { int4: 'INT4', int8: 'INT8', fp32: 'FP32' };
+const OWN = '<own>'; // the picker value that shows the free-text field (no list label looks like it)
+const LIST_ONLY_NOTE = 'this model was trained on list values only; your own words may be ignored';
 
 let format = null;
 let info = null;
 let worker = null;
 let modelReady = false;
 let busy = false;
+let note = ''; // what the status adds while and after a fable is written in the user's own words
 
 function setState(state) {
   document.body.dataset.state = state; // loading | ready | generating | error (the tests wait on it)
@@ -46,23 +50,45 @@ function buildPickers() {
     select.dataset.kind = field.kind;
     select.add(new Option('— any —', ''));
     for (const choice of field.choices) select.add(new Option(choice, choice));
-    label.append(select);
+    select.add(new Option('Your own words…', OWN));
+    const own = document.createElement('input');
+    Object.assign(own, { type: 'text', id: `own-${field.kind}`, hidden: true, autocomplete: 'off' });
+    own.maxLength = format.max_element_chars ?? 80;
+    own.placeholder = `Any ${field.label.toLowerCase()}`;
+    own.setAttribute('aria-label', `Your own ${field.label.toLowerCase()}`);
+    select.addEventListener('change', () => {
+      own.hidden = select.value !== OWN;
+      if (!own.hidden) own.focus();
+    });
+    label.append(select, own);
     box.insertBefore(label, $('surprise'));
   }
   $('surprise').addEventListener('click', () => pick(surprise(format)));
 }
 
 function pick(labels) {
-  for (const field of format.fields) $(`pick-${field.kind}`).value = labels[field.kind] ?? '';
+  for (const field of format.fields) {
+    $(`pick-${field.kind}`).value = labels[field.kind] ?? '';
+    $(`own-${field.kind}`).hidden = true;
+  }
 }
 
+/** The chosen labels and the kinds given in the user's own words; throws with the format's reason when
+ * free text would be refused (empty, too long, a control token, a line break). */
 function picked() {
   const labels = {};
+  const own = [];
   for (const field of format.fields) {
     const value = $(`pick-${field.kind}`).value;
-    if (value) labels[field.kind] = value;
+    if (value === OWN) {
+      const text = $(`own-${field.kind}`).value;
+      const problem = checkElement(format, field.kind, text);
+      if (problem) throw new Error(problem);
+      labels[field.kind] = freeLabel(text);
+      own.push(field.kind);
+    } else if (value) labels[field.kind] = value;
   }
-  return labels;
+  return { labels, own };
 }
 
 function buildQuantPicker() {
@@ -92,6 +118,14 @@ function stats({ load, ttft, speed, tokens }) {
 function generate(event) {
   event.preventDefault();
   if (busy || !modelReady) return;
+  let chosen;
+  try {
+    chosen = picked();
+  } catch (err) {
+    status(`Error: ${err.message}`);
+    return;
+  }
+  note = chosen.own.length && format.elements !== 'free-text' ? ` Note: ${LIST_ONLY_NOTE}.` : '';
   const temperature = Number($('temperature').value);
   const params = {
     temperature,
@@ -105,8 +139,8 @@ function generate(event) {
   stats({ ttft: null, tokens: 0 });
   $('stat-speed').textContent = '–';
   setState('generating');
-  status(temperature > 0 ? `Writing (temperature ${temperature})…` : 'Writing (greedy)…');
-  worker.postMessage({ type: 'generate', prompt: buildPrompt(format, picked()), params });
+  status((temperature > 0 ? `Writing (temperature ${temperature})…` : 'Writing (greedy)…') + note);
+  worker.postMessage({ type: 'generate', prompt: buildPrompt(format, chosen.labels), params });
 }
 
 const REASONS = { eos: 'The end.', stop: 'Stopped.', length: 'Reached the token limit.' };
@@ -134,7 +168,7 @@ function onWorker({ data }) {
     story.dataset.tokens = JSON.stringify(data.tokens);
     stats({ ttft: data.ttft, speed: data.tokensPerSecond, tokens: data.tokens.length });
     setState('ready');
-    status(REASONS[data.reason] ?? 'Done.');
+    status((REASONS[data.reason] ?? 'Done.') + note);
   } else if (data.type === 'error') {
     $('progress').hidden = true;
     setState(modelReady ? 'ready' : 'error');

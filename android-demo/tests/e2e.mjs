@@ -10,7 +10,8 @@
 // 4. stop the server, reload (everything now comes from the service worker), generate again, greedy: the
 //    same fable; then once more with the app's sampling settings (temperature 0.8), and take the screenshot
 // With --apk-origin (and --dir the APK's assets/www): the app at the origin the APK's WebView serves,
-// where it registers no service worker; greedy generation only.
+// where it registers no service worker; greedy generation only. --own '{"character": "industrious beaver"}'
+// picks "Your own words…" for those kinds and types the text into their fields.
 // Every request the browser makes is recorded; anything not to this machine also goes to a proxy that
 // refuses it and writes it down. Prints one JSON object for the caller (tests/android/test_web.py) to check.
 import fs from 'node:fs';
@@ -35,7 +36,7 @@ const CHROMIUM_ARGS = [
 ];
 
 function parseArgs(argv) {
-  const opts = { dir: path.join(ROOT, 'dist'), labels: {}, greedy: 24, stopAt: 180, sample: 120, screenshot: null };
+  const opts = { dir: path.join(ROOT, 'dist'), labels: {}, own: {}, greedy: 24, stopAt: 180, sample: 120, screenshot: null };
   for (let i = 0; i < argv.length; i += 2) {
     const [key, value] = [argv[i], argv[i + 1]];
     if (key === '--apk-origin') {
@@ -43,6 +44,7 @@ function parseArgs(argv) {
       i -= 1;
     } else if (key === '--dir') opts.dir = path.resolve(value);
     else if (key === '--labels') opts.labels = JSON.parse(value);
+    else if (key === '--own') opts.own = JSON.parse(value);
     else if (key === '--greedy') opts.greedy = Number(value);
     else if (key === '--stop-at') opts.stopAt = Number(value);
     else if (key === '--sample') opts.sample = Number(value);
@@ -82,10 +84,13 @@ async function settings(page, { temperature, maxTokens }) {
   await page.fill('#max-tokens', String(maxTokens));
 }
 
-async function pick(page, labels) {
+async function pick(page, labels, own = {}) {
   await page.click('#surprise'); // every picker gets a value; then exactly the asked ones stay, the rest 'any'
   for (const kind of await page.$$eval('#elements select', (ss) => ss.map((s) => s.dataset.kind))) {
-    if (labels[kind]) await page.selectOption(`#pick-${kind}`, { label: labels[kind] });
+    if (own[kind] !== undefined) {
+      await page.selectOption(`#pick-${kind}`, { label: 'Your own words…' });
+      await page.fill(`#own-${kind}`, own[kind]); // the field shows once its picker asks for it
+    } else if (labels[kind]) await page.selectOption(`#pick-${kind}`, { label: labels[kind] });
     else await page.selectOption(`#pick-${kind}`, '');
   }
 }
@@ -211,10 +216,11 @@ async function apkRun(opts, site, { page }, out) {
   await waitIdle(page);
   out.status = await page.textContent('#status');
   out.precisions = await page.$$eval('#quant option', (os) => os.map((o) => o.value));
-  await pick(page, opts.labels);
+  await pick(page, opts.labels, opts.own);
   out.picked = await page.$$eval('#elements select', (ss) => Object.fromEntries(ss.map((s) => [s.dataset.kind, s.value])));
   await settings(page, { temperature: 0, maxTokens: opts.greedy });
   out.greedy = await generate(page);
+  out.statusAfter = await page.textContent('#status');
   out.serviceWorkers = await page.evaluate(async () => (await navigator.serviceWorker.getRegistrations()).length);
 }
 

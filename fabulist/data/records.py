@@ -17,6 +17,11 @@ A fables file (`fabulist data generate`) holds one fable per line, with TinyFabu
      "teacher": "procedural" | "openai", "variant", "elements", "shown", "beginning", "sampling": {...},
      "seed"}
 
+A fable imported from TinyFabulist (`fabulist data import`, see `tf1`) has `"elements": null` and three
+more fields (`FREE_TEXT_FIELDS`): "elements_text" (its elements as free text, {kind: text}), "moral_line"
+(whether it ends with a "Moral:" line) and "source" (its provenance). `COLUMNS`, the fields a split
+carries into Parquet, are FABLE_FIELDS then these.
+
 Files are appended to, a record a line, flushed and fsynced; a crash can leave at most one torn last
 line, which `AppendLog` cuts off when it opens the file again. It cuts nothing else: a last line that is a
 whole record gets its newline, and a file that is not a log of such records is refused as it is.
@@ -49,6 +54,8 @@ FABLE_FIELDS = (
     "llm_inference_time", "generation_datetime", "pipeline_version", "teacher", "variant", "elements",
     "shown", "beginning", "sampling", "seed",
 )  # fmt: skip
+FREE_TEXT_FIELDS = ("elements_text", "moral_line", "source")  # imported records' (tf1.from_tf1)
+COLUMNS = FABLE_FIELDS + FREE_TEXT_FIELDS
 
 
 class RecordError(FabulistError, ValueError):
@@ -90,20 +97,52 @@ def dumps(record: dict) -> str:
     return text
 
 
+# The type a field must have wherever a reader requires it (a record from another tool, or edited by hand,
+# is refused with one line naming the field instead of failing later inside a stage).
+FIELD_TYPES = {"prompt_hash": str, "prompt": str, "fable": str, "variant": str, "elements": dict,
+               "prompt_id": str, "text": str, "sample": int}  # fmt: skip
+_KIND_NAMES = {str: "text", dict: "an object", int: "a whole number"}
+
+
 def parse_line(line: bytes | str, where: str, required: Iterable[str] = ()) -> dict:
-    """One JSONL line as a record (a JSON object with the `required` fields) or RecordError at `where`."""
+    """One JSONL line as a record (a JSON object with the `required` fields, each of its FIELD_TYPES type)
+    or RecordError at `where`."""
     try:
         record = json.loads(line.decode("utf-8") if isinstance(line, bytes) else line)
     except UnicodeDecodeError:
         raise RecordError(f"{where}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise RecordError(f"{where}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise RecordError(f"{where}: not valid JSON (nested too deeply)") from None
     if not isinstance(record, dict):
         raise RecordError(f"{where}: expected a JSON object")
     missing = [f for f in required if f not in record]
     if missing:
         raise RecordError(f"{where}: missing field(s) {', '.join(missing)}")
+    for name in required:
+        kind = FIELD_TYPES.get(name)
+        value = record[name]
+        if kind is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            got = "null" if value is None else type(value).__name__
+            raise RecordError(f"{where}: field {name!r} must be {_KIND_NAMES[kind]}, got {got}")
     return record
+
+
+def read_json(path: str | Path) -> dict:
+    """A JSON object file (a run's run.json, heldout.json, a summary), or RecordError naming it."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecordError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise RecordError(f"{path}: not UTF-8 text (a binary or corrupt file)") from None
+    except (ValueError, RecursionError) as exc:
+        raise RecordError(f"{path}: not valid JSON ({str(exc)[:80]})") from None
+    if not isinstance(value, dict):
+        raise RecordError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[dict]:
@@ -208,10 +247,23 @@ class AppendLog:
         if lines:
             if self._handle is None:
                 self._open()
-            self._handle.write("".join(lines))
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+            start = os.fstat(self._handle.fileno()).st_size  # every earlier append was flushed
+            try:
+                self._handle.write("".join(lines))
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            except OSError as exc:  # a full or failing disk: leave the file as it was, and name it
+                self._drop(start)
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from None
         return len(lines)
+
+    def _drop(self, size: int) -> None:
+        """Close the handle without the bytes that did not fit and cut the file back to `size` bytes."""
+        handle, self._handle = self._handle, None
+        with contextlib.suppress(OSError):
+            handle.close()  # its flush of the rest may fail again: those bytes are dropped
+        with contextlib.suppress(OSError):
+            os.truncate(self.path, size)
 
     def close(self) -> None:
         if self._handle is not None:
@@ -257,6 +309,8 @@ def atomic_open(path: str | Path, mode: str = "w"):
     """A file handle on a temp file beside `path` ("w" text, "wb" bytes); when the block ends without an
     error the file is fsynced and renamed over `path`, else deleted: `path` is never half-written."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # renaming over /dev/null or a FIFO would replace the node
+        raise RecordError(f"{path} is not a regular file; write to a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     umask = os.umask(0)

@@ -14,11 +14,12 @@ source's sha256) is written last. Its "safety" entry holds the mode, the fables 
 included), per category the fables, hits and first examples, and `dropped`: the flagged fables left out
 that were not already dropped as duplicates, so records_in = duplicates + dropped + train + valid.
 
-Columns: every field of `records.FABLE_FIELDS`, in order, a missing field as null. `elements` is a struct
-of the six kinds (strings), `shown` a list of strings, `sampling` (free-form) a JSON string, token counts
-and `seed` int64, `llm_inference_time` float64, the rest strings (a field added to FABLE_FIELDS later
-becomes a string column: text as is, other values as JSON). All load with
-`datasets.load_dataset("parquet", ...)`.
+Columns: every field of `records.COLUMNS` (the teacher's FABLE_FIELDS, then an imported fable's
+free-text fields), in order, a missing field as null. `elements` (ids) and `elements_text` (free text, each
+one line without a control token of the fable format) are structs of the six kinds (strings), `shown` a
+list of strings, `sampling` and `source` (free-form) JSON strings, `moral_line` a bool, token counts and
+`seed` int64, `llm_inference_time` float64, the rest strings (a field added to COLUMNS later becomes a
+string column: text as is, other values as JSON). All load with `datasets.load_dataset("parquet", ...)`.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from fabulist import fable_format as ff
 from fabulist.data import dedup
 from fabulist.data.elements import KINDS
-from fabulist.data.records import FABLE_FIELDS, RecordError, dumps, read_jsonl, write_atomic
+from fabulist.data.records import COLUMNS, RecordError, dumps, read_jsonl, write_atomic
 from fabulist.data.safety import Tally
 from fabulist.data.stats import REQUIRED, check_threshold, count_records, progress_bar
 from fabulist.errors import FabulistError
@@ -88,7 +90,7 @@ def split_dataset(
             "categories": tally.per_category,
         },
         **counts,
-        "columns": list(FABLE_FIELDS),
+        "columns": list(COLUMNS),
     }
     write_atomic(out_dir / "split.json", json.dumps(summary, indent=2) + "\n")
     return summary
@@ -131,15 +133,15 @@ def _scan(path: Path, total: int, progress: bool | None) -> tuple[dedup.Fingerpr
 
 
 def row(record: dict, where: str = "record") -> dict:
-    """The record as a Parquet row of FABLE_FIELDS; a field of the wrong type raises RecordError."""
+    """The record as a Parquet row of COLUMNS; a field of the wrong type raises RecordError."""
     out = {}
-    for name in FABLE_FIELDS:
+    for name in COLUMNS:
         value = record.get(name)
         if value is None and name not in ("fable", "prompt_hash"):
             out[name] = None
         elif name in _CONVERT:
             out[name] = _CONVERT[name](value, name, where)
-        else:  # text, or a field added to FABLE_FIELDS later: text as is, anything else as JSON text
+        else:  # text, or a field added to COLUMNS later: text as is, anything else as JSON text
             out[name] = value if isinstance(value, str) else dumps(value)
     return out
 
@@ -164,6 +166,26 @@ def _elements(value, name: str, where: str) -> dict:
     return {kind: value.get(kind) for kind in KINDS}
 
 
+def _element_texts(value, name: str, where: str) -> dict:
+    """Free-text elements: {kind: one line of text}; a line break or control token would become header
+    structure in training (fable_format.header), so it is refused here, before a split is written."""
+    bad = not isinstance(value, dict) or set(value) - set(KINDS)
+    if bad or not all(v is None or isinstance(v, str) for v in value.values()):
+        raise RecordError(f"{where}: field {name!r} must map {', '.join(KINDS)} to text")
+    for kind, text in value.items():
+        try:
+            ff.check_text(f"{where}: field {name!r}: the {kind}", text or "", one_line=True)
+        except ValueError as exc:
+            raise RecordError(str(exc)) from None
+    return {kind: value.get(kind) for kind in KINDS}
+
+
+def _flag(value, name: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise RecordError(f"{where}: field {name!r} must be true or false, got {value!r}")
+    return value
+
+
 def _kinds(value, name: str, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise RecordError(f"{where}: field {name!r} must be a list of element kinds")
@@ -178,19 +200,24 @@ _CONVERT = {
     "elements": _elements,
     "shown": _kinds,
     "sampling": lambda value, name, where: dumps(value),
+    "elements_text": _element_texts,
+    "moral_line": _flag,
+    "source": lambda value, name, where: dumps(value),
 }
 
 
 def schema():
-    """Arrow schema of the Parquet files: one column per FABLE_FIELDS entry, in that order."""
+    """Arrow schema of the Parquet files: one column per COLUMNS entry, in that order."""
     import pyarrow as pa
 
-    types = {name: pa.string() for name in FABLE_FIELDS}
+    types = {name: pa.string() for name in COLUMNS}
     types.update({name: pa.int64() for name in _INT_FIELDS})
     types.update({name: pa.float64() for name in _FLOAT_FIELDS})
     types["elements"] = pa.struct([(kind, pa.string()) for kind in KINDS])
+    types["elements_text"] = pa.struct([(kind, pa.string()) for kind in KINDS])
     types["shown"] = pa.list_(pa.string())
-    return pa.schema([(name, types[name]) for name in FABLE_FIELDS])
+    types["moral_line"] = pa.bool_()
+    return pa.schema([(name, types[name]) for name in COLUMNS])
 
 
 def _write_splits(path: Path, out_dir: Path, dropped: set[int], fraction: float, seed: int) -> dict:

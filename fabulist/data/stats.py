@@ -138,6 +138,8 @@ class SentenceCounter:
         owners = np.concatenate([np.zeros(0, dtype=np.int64), *self._owners])
         order = np.lexsort((owners, hashes))
         hashes, owners = hashes[order], owners[order]
+        if not len(hashes):  # no sentence at all (empty fables)
+            return []
         distinct = np.r_[True, (hashes[1:] != hashes[:-1]) | (owners[1:] != owners[:-1])]
         hashes, owners = hashes[distinct], owners[distinct]  # a sentence counts once per fable
         unique, first, counts = np.unique(hashes, return_index=True, return_counts=True)

@@ -281,6 +281,9 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
             except json.JSONDecodeError as exc:
                 yield Row(number, None, f"not valid JSON ({exc.msg})")
                 continue
+            except RecursionError:
+                yield Row(number, None, "not valid JSON (nested too deeply)")
+                continue
             if isinstance(record, dict):
                 yield Row(number, record)
             else:

@@ -5,8 +5,8 @@
                                                  [--force]
 
 Each command parses options and calls one function (`stats.compute_stats`, `split.split_dataset`). They
-also turn a FabulistError into one line on stderr and exit status 1 themselves, so they behave the same
-when run on their own (tests, other groups) as inside the `fabulist` group.
+also turn bad input (`errors.one_line`) into one line on stderr and exit status 1 themselves, so they
+behave the same when run on their own (tests, other groups) as inside the `fabulist` group.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import click
 
-from fabulist.errors import FabulistError
+from fabulist.cli_types import FINITE, SEED
+from fabulist.errors import FabulistError, one_line
 
 
 def _one_line_errors(command):
@@ -26,8 +27,11 @@ def _one_line_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except FabulistError as exc:
-            click.echo(f"error: {exc}", err=True)
+        except (FabulistError, OSError, UnicodeError, MemoryError) as exc:
+            message = one_line(exc)  # the CLI's one mapping of bad input; None: a bug, keep the traceback
+            if message is None:
+                raise
+            click.echo(f"error: {message}", err=True)
             sys.exit(1)
 
     return wrapper
@@ -35,7 +39,7 @@ def _one_line_errors(command):
 
 _near = click.option(
     "--near-threshold",
-    type=float,
+    type=FINITE,
     default=0.8,
     show_default=True,
     help="MinHash Jaccard (word 5-grams) at or above which two fables are near duplicates.",
@@ -69,8 +73,8 @@ def stats(fables: Path, as_json: bool, plot: Path | None, force: bool, near_thre
 @click.command("split")
 @click.argument("fables", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--valid-fraction", type=float, default=0.05, show_default=True, help="Share of prompts.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the prompt-hash split.")
+@click.option("--valid-fraction", type=FINITE, default=0.05, show_default=True, help="Share of prompts.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the prompt-hash split.")
 @_near
 @click.option("--no-near-dedup", is_flag=True, help="Drop exact duplicates only.")
 @click.option(

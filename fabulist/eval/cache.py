@@ -17,31 +17,48 @@ from pathlib import Path
 
 from fabulist import locks
 from fabulist.data.records import scrub
+from fabulist.errors import FabulistError
 
 
 def key(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+class CacheError(FabulistError):
+    """A --judge-cache path that is not a judge cache."""
+
+
 class GradeCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():
+            raise CacheError(f"{self.path} is not a regular file; give --judge-cache a file path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = locks.exclusive(self.path, "judge run using this cache")
-        self.db = sqlite3.connect(self.path)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS grades (key TEXT PRIMARY KEY, grade TEXT NOT NULL, "
-            "input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL)"
-        )
-        self.db.commit()
+        try:
+            self.db = sqlite3.connect(self.path)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS grades (key TEXT PRIMARY KEY, grade TEXT NOT NULL, "
+                "input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL)"
+            )
+            self.db.commit()
+        except sqlite3.DatabaseError as exc:  # another file, a corrupt database, a full or read-only disk
+            self.lock.release()
+            raise CacheError(
+                f"{self.path}: not a usable judge cache ({exc}); give another --judge-cache or remove it"
+            ) from None
 
     def get(self, k: str) -> dict | None:
         query = "SELECT grade, input_tokens, output_tokens FROM grades WHERE key = ?"
         row = self.db.execute(query, (k,)).fetchone()
         if row is None:
             return None
-        return {"grade": json.loads(row[0]), "input_tokens": row[1], "output_tokens": row[2]}
+        try:
+            grade = json.loads(row[0])
+        except ValueError:  # a row damaged by hand: grade it again
+            return None
+        return {"grade": grade, "input_tokens": row[1], "output_tokens": row[2]}
 
     def put(self, k: str, grade: dict, input_tokens: int, output_tokens: int) -> None:
         self.db.execute(

@@ -18,6 +18,7 @@ from fabulist.data.records import write_atomic
 from fabulist.errors import FabulistError
 from fabulist.eval import report as rp
 from fabulist.eval import stats
+from fabulist.eval.generate import load_completions
 
 
 class CompareError(FabulistError):
@@ -80,6 +81,8 @@ def heldout_pair(a: dict, b: dict) -> dict | None:
 def run(dir_a: str | Path, dir_b: str | Path, margin: float = 0.3, out: str | Path | None = None,
         seed: int = 0) -> dict:  # fmt: skip
     """Compare two run folders (their reports are rebuilt from the files); write compare.json/.md."""
+    for run_dir in (dir_a, dir_b):  # both runs readable before either report is rewritten
+        load_completions(run_dir)
     a, b = rp.write(dir_a), rp.write(dir_b)
     result = compare(a, b, margin, seed)
     result["heldout"] = heldout_pair(a, b)

@@ -107,4 +107,6 @@ def load_completions(out: str | Path) -> list[dict]:
     seen = {}
     for r in read_jsonl(path, ["prompt_id", "sample", "text"]):
         seen[(r["prompt_id"], r["sample"])] = r
+    if not seen:
+        raise EvalRunError(f"{path}: no completions; run `fabulist eval run --out {out}` (again)")
     return list(seen.values())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fabulist.data.records import dumps, write_atomic
+from fabulist.data.records import dumps, read_json, read_jsonl, write_atomic
 from fabulist.data.teachers.base import Budget, load_prices, price_for
 from fabulist.eval import cache as gc
 from fabulist.eval import evalset
@@ -88,7 +88,4 @@ def load(run_dir: str | Path) -> tuple[list[dict], dict] | None:
     run_dir = Path(run_dir)
     if not (run_dir / JUDGMENTS).exists():
         return None
-    rows = [
-        json.loads(line) for line in (run_dir / JUDGMENTS).read_text(encoding="utf-8").splitlines() if line
-    ]
-    return rows, json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
+    return list(read_jsonl(run_dir / JUDGMENTS)), read_json(run_dir / SUMMARY)

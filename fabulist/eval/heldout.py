@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fabulist.data.records import write_atomic
+from fabulist.data.records import read_json, write_atomic
 from fabulist.eval.generate import RUN, EvalRunError
 
 HELDOUT = "heldout.json"
@@ -160,7 +160,10 @@ def settings_of(run_dir: Path, source: str | Path | None, limit: int) -> dict | 
     path = run_dir / RUN
     if not path.exists():
         return None
-    s = json.loads(path.read_text(encoding="utf-8"))["settings"]
+    s = read_json(path).get("settings")
+    keys = ("model", "format", "quant")
+    if not isinstance(s, dict) or not all(k in s and isinstance(s[k], str | None) for k in keys):
+        raise EvalRunError(f"{path}: no settings with model, format and quant (not written by `eval run`?)")
     return {"model": s["model"], "format": s["format"], "quant": s["quant"],
             "heldout": str(source) if source else None, "limit": limit if source else None}  # fmt: skip
 
@@ -176,7 +179,7 @@ def ensure(run_dir: str | Path, source: str | Path | None = None, limit: int = D
         return None
     path = run_dir / HELDOUT
     if path.exists():
-        done = json.loads(path.read_text(encoding="utf-8"))
+        done = read_json(path)
         if done.get("settings") == settings:
             return done
     if not (Path(settings["model"]) / "config.json").is_file():
@@ -189,4 +192,4 @@ def ensure(run_dir: str | Path, source: str | Path | None = None, limit: int = D
 
 def load(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / HELDOUT
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    return read_json(path) if path.exists() else None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import threading
@@ -63,7 +64,9 @@ def validate(obj) -> dict | None:
         value = obj[dim]
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value.strip())
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return None  # NaN and Infinity are valid JSON to Python, and no score
+        if value != int(value):
             return None
         if not 1 <= value <= 10:
             return None
@@ -177,14 +180,12 @@ class Judge(api.APITeacher):
         """One grade -> (grade, model, input tokens, output tokens); raises api.Retryable or api.Rejected."""
         with api.request_errors(self._openai):
             reply = self._create(messages(item["task"], item["story"]))
-        if not getattr(reply, "choices", None):
-            raise api.Retryable("reply without choices")
-        choice = reply.choices[0]
-        grade = parse((choice.message.content or "") if choice.message else "")
+        content, _, model = api.reply_parts(reply)
+        grade = parse(content)
         if grade is None:
             raise api.Retryable("unparseable grade")
-        n_in, n_out = api.token_counts(reply.usage)
-        return grade, reply.model or self.model, n_in, n_out
+        n_in, n_out = api.token_counts(getattr(reply, "usage", None))
+        return grade, model or self.model, n_in, n_out
 
     def write(self, item: dict, budget: Budget) -> Outcome:
         """Grade one item, retrying transient failures and unparseable replies; never raises for those."""

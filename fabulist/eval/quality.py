@@ -14,6 +14,15 @@ artifact. Per fable, with these documented matching rules (case-insensitive, on 
   appear in the moral line;
 - 4-gram repetition: 1 - distinct 4-grams / all 4-grams within the fable (word tokens).
 
+Free-text elements (`--prompts` records imported from TinyFabulist, or any with `elements_text`) follow
+the same rules, with "name" read as the element's head noun: its last word that is not a stopword, before
+any "who", "that", "which" or preposition ("industrious beaver" -> "beaver", "arctic ice floe" -> "floe",
+"cottage by the sea" -> "cottage"). The character and the setting count as realised when the head noun
+appears as a whole word, singular or plural either way round (-s, -es, -y/-ies: "beaver"/"beavers",
+"floe"/"floes", "mountains"/"mountain", "butterfly"/"butterflies"; irregular plurals such as "wolves" are
+not folded); the moral is stated by the rule above, with the free text as the requested moral.
+List-valued elements keep the rules above unchanged.
+
 Checks for the glitches a reader notices (each is True when the fable is free of the glitch):
 
 - one name: every name the fable gives a character ("a fox named Nutmeg", "a rabbit called Pip") keeps its
@@ -27,6 +36,11 @@ Checks for the glitches a reader notices (each is True when the fable is free of
 - no broken function-word run: within a clause, no article directly followed by an article or
   preposition ("the on", "a the"), and no preposition from {at, of, with, from, to} directly followed by
   one from {at, by, of, with, from, on} ("of at"; "from on" is allowed);
+- no nameless introduction: an animal of the character list followed by "named" or "called" is followed
+  by a name (a capitalised word), not a lower-case word ("a goose named asked", "a hen named nap"). The
+  verb "called" may be followed by an article, a preposition, a pronoun or an adverb ("the camel called
+  under his breath", "the fox called the others", "the dog called back", "called softly"); "named" only
+  by "after";
 - introduced: every animal of the character list that the fable calls "the <animal>" (singular or plural)
   was mentioned before in another form ("a kitten", "kittens", "Kitten"); the requested character is
   introduced by the request itself, and a setting's name ("the pig pen") is not an animal.
@@ -210,26 +224,79 @@ def unintroduced(text: str, requested: str | None = None) -> str | None:
     return None
 
 
+CALLED_VERB_NEXT = ARTICLES | PREPOSITIONS | frozenset({
+    "out", "back", "over", "up", "down", "around", "past", "behind", "close", "across", "along", "through",
+    "below", "above", "inside", "outside", "toward", "towards", "ahead", "home", "aloud",
+    "after", "again", "her", "him", "it", "them", "me", "us", "you", "his", "their", "its"})  # fmt: skip
+
+
+@cache
+def _nameless_pattern() -> re.Pattern:
+    names = sorted(map(re.escape, _animals()), key=len, reverse=True)
+    return re.compile(r"\b(" + "|".join(names) + r")\s+(named|called)\s+([a-z][a-z'-]*)")
+
+
+def nameless(text: str) -> str | None:
+    """The first "<animal> named/called <lower-case word>" (see the module docstring), or None."""
+    for m in _nameless_pattern().finditer(text):
+        verb, word = m.group(2), m.group(3)
+        if verb == "called" and (word in CALLED_VERB_NEXT or word.endswith("ly")):
+            continue
+        if verb == "named" and word == "after":
+            continue
+        return m.group(0)
+    return None
+
+
 def repetition(text: str, n: int = 4) -> float:
     toks = words(text)
     grams = [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
     return 1 - len(set(grams)) / len(grams) if grams else 0.0
 
 
-def check(fable: str, ids: dict[str, str]) -> dict:
-    """The per-fable checks for a fable written for element ids."""
-    character = el.lookup("character", ids["character"])
-    setting = el.lookup("setting", ids["setting"])
-    moral = el.lookup("moral", ids["moral"]).text
+_HEAD_END = frozenset({"who", "that", "which"}) | PREPOSITIONS
+
+
+def head_noun(text: str) -> str | None:
+    """A free-text element's head noun (see the module docstring), or None when it has no content word."""
+    toks = words(text)
+    cut = next((i for i, w in enumerate(toks) if i and w in _HEAD_END), len(toks))
+    content_words = [w for w in toks[:cut] if w not in STOPWORDS]
+    return content_words[-1] if content_words else None
+
+
+def plural_forms(word: str) -> set[str]:
+    """The word and its regular plurals: 'floe' -> {floe, floes, floees}; 'fly' also -> 'flies'."""
+    return {word, word + "s", word + "es"} | ({word[:-1] + "ies"} if word.endswith("y") else set())
+
+
+def names_head(fable: str, text: str) -> bool:
+    """Whether the fable realises a free-text element: its head noun as a whole word, singular or plural."""
+    head = head_noun(text)
+    return head is not None and any(w in plural_forms(head) or head in plural_forms(w) for w in words(fable))
+
+
+def check(fable: str, ids: dict[str, str] | None = None, texts: dict[str, str] | None = None) -> dict:
+    """The per-fable checks for a fable written for element ids, or for free-text elements (`texts`, with
+    at least the character, setting and moral)."""
+    if texts:
+        head = head_noun(texts["character"]) or ""
+        character_named, requested = names_head(fable, texts["character"]), _animals().get(head, head)
+        setting_named, moral = names_head(fable, texts["setting"]), texts["moral"]
+    else:
+        character = el.lookup("character", ids["character"])
+        character_named = mentions(fable, character.name) or mentions(fable, character.plural)
+        setting_named = mentions(fable, el.lookup("setting", ids["setting"]).name)
+        moral, requested = el.lookup("moral", ids["moral"]).text, character.name
     line = moral_line(fable)
     return {
         "moral_line": line is not None,
-        "character": mentions(fable, character.name) or mentions(fable, character.plural),
-        "setting": mentions(fable, setting.name),
+        "character": character_named,
+        "setting": setting_named,
         "moral_stated": states_moral(line, moral),
         "one_name": renamed(fable) is None,
-        "no_glitch": doubled_phrase(fable) is None and broken_run(fable) is None,
-        "introduced": unintroduced(fable, character.name) is None,
+        "no_glitch": doubled_phrase(fable) is None and broken_run(fable) is None and nameless(fable) is None,
+        "introduced": unintroduced(fable, requested) is None,
         "repetition_4gram": repetition(fable),
     }
 
@@ -259,19 +326,49 @@ def eval_prompts(n: int, seed: int) -> list[dict]:
     return out
 
 
+REALISED = ("character", "setting", "moral")  # the kinds the checks look for
+
+
+def prompts_from(path, n: int) -> tuple[list[dict], int]:
+    """Up to n prompts from the records of a fables or prompts file (.jsonl or .parquet): each record's
+    shown elements, free text (`elements_text`) or ids, as the model prompt; {'ids' | 'texts', 'prompt'}.
+    Records that do not show a character, setting and moral are skipped; returns (prompts, skipped)."""
+    from fabulist.data.records import RecordError
+    from fabulist.train.data import read_records
+
+    out, skipped = [], 0
+    for number, record in enumerate(read_records(path), 1):
+        try:  # element text that would be format structure (a line break, a control token) is refused
+            labels = ff.record_labels(record)
+            prompt = ff.prompt(labels)
+        except ValueError as exc:
+            raise RecordError(f"{path}: record {number}: {exc}") from None
+        if not set(REALISED) <= set(labels):
+            skipped += 1
+            continue
+        texts = record.get("elements_text")
+        asked = {"texts": {k: v for k, v in texts.items() if v}} if texts else {"ids": record["elements"]}
+        out.append({**asked, "prompt": prompt})
+        if len(out) == n:
+            break
+    return out, skipped
+
+
 def run(generator, n: int = 200, temperature: float = 0.8, seed: int = 0, max_new_tokens: int = 400,
-        progress: bool = True, top_p: float = 1.0) -> dict:  # fmt: skip
-    """Generate one fable per evaluation prompt with the runtime's Generator and score them."""
+        progress: bool = True, top_p: float = 1.0, prompts: list[dict] | None = None) -> dict:  # fmt: skip
+    """Generate one fable per evaluation prompt (`prompts`, default: n from the evaluation region) with
+    the runtime's Generator and score them."""
     from tqdm import tqdm
 
     from fabulist.runtime.sampling import SamplingParams
 
     rows, fables = [], []
-    for i, p in enumerate(tqdm(eval_prompts(n, seed), unit="fable", disable=not progress)):
+    for i, p in enumerate(tqdm(prompts or eval_prompts(n, seed), unit="fable", disable=not progress)):
         params = SamplingParams(temperature=temperature, top_p=top_p, seed=seed * 100_003 + i,
                                 max_new_tokens=max_new_tokens)  # fmt: skip
         fable = generator.generate(p["prompt"], params)[0].text
-        rows.append({**check(fable, p["ids"]), "ids": p["ids"], "fable": fable})
+        asked = {"ids": p["ids"]} if "ids" in p else {"texts": p["texts"]}
+        rows.append({**check(fable, p.get("ids"), p.get("texts")), **asked, "fable": fable})
         fables.append(fable)
     return {"summary": summarize(rows, fables), "rows": rows}
 

@@ -17,9 +17,9 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from fabulist.data.records import write_atomic
+from fabulist.data.records import read_json, write_atomic
 from fabulist.eval import evalset, grading, heldout, offline, stats
-from fabulist.eval.generate import RUN, load_completions
+from fabulist.eval.generate import RUN, EvalRunError, load_completions
 from fabulist.eval.judge import AGE_GROUPS, DIMENSIONS
 
 SCORES = (*DIMENSIONS, "overall")
@@ -55,14 +55,16 @@ def build(run_dir: str | Path, prompts_file: str | None = None) -> dict:
     by_id = {p.id: p for p in evalset.load(prompts_file)}
     rows = []
     for c in load_completions(run_dir):
-        p = by_id[c["prompt_id"]]
+        p = by_id.get(c["prompt_id"])
+        if p is None:
+            raise EvalRunError(f"{run_dir}: a completion for unknown prompt {c['prompt_id']!r}")
         fable = p.story(c["text"])
         rows.append({"prompt_id": p.id, "fable": fable, **offline.per_fable(fable, p.elements)})
     per_prompt: dict[str, dict] = defaultdict(dict)
     for pid in {r["prompt_id"] for r in rows}:
         mine = [r for r in rows if r["prompt_id"] == pid]
         per_prompt[pid] = {k: _mean(float(r[k]) for r in mine) for k in PER_PROMPT_OFFLINE}
-    run_info = json.loads((run_dir / RUN).read_text(encoding="utf-8")) if (run_dir / RUN).exists() else {}
+    run_info = read_json(run_dir / RUN) if (run_dir / RUN).exists() else {}
     return {
         "run": run_info,
         "prompts": len(per_prompt),

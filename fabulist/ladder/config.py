@@ -142,11 +142,17 @@ def load(spec: str | Path) -> LadderConfig:
     elif not path.is_file():
         raise LadderError(f"ladder config {spec}: no such file (or give a shipped one: {', '.join(BUILTIN)})")
     else:
-        text, where = path.read_text(encoding="utf-8"), f"ladder config {path}"
+        where = f"ladder config {path}"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise LadderError(f"{where}: not UTF-8 text (a binary or corrupt file)") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LadderError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise LadderError(f"{where}: not valid JSON (nested too deeply)") from None
     return parse(raw, where, default_name=path.stem)
 
 

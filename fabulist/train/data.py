@@ -65,20 +65,21 @@ def read_records(path: str | Path) -> list[dict]:
 
         try:
             schema = pq.read_schema(path)
-            wanted = [
-                c for c in ("fable", "elements", "shown", "variant", "prompt_hash") if c in schema.names
-            ]
+            columns = ("fable", "elements", "shown", "variant", "prompt_hash", "elements_text")
+            wanted = [c for c in columns if c in schema.names]
             rows = pq.read_table(path, columns=wanted).to_pylist()  # not the teacher's bookkeeping
         except Exception as exc:  # pyarrow raises many types for a bad file
             raise DataError(f"{path}: not a readable Parquet file ({exc.__class__.__name__})") from None
     else:
-        rows = list(read_jsonl(path, ("fable", "elements")))
-    for row in rows:
-        for key in ("elements", "shown"):
+        rows = list(read_jsonl(path, ("fable",)))
+    for number, row in enumerate(rows, 1):
+        for key in ("elements", "shown", "elements_text"):
             if isinstance(row.get(key), str):
                 row[key] = json.loads(row[key])
-        if "fable" not in row or "elements" not in row:
-            raise DataError(f"{path}: records need 'fable' and 'elements' fields")
+        # element ids (a teacher's record) or free-text elements (an imported one, whose ids are null)
+        if "fable" not in row or not any(isinstance(row.get(k), dict) for k in ("elements", "elements_text")):
+            raise DataError(f"{path}: record {number}: records need 'fable' and 'elements' (element ids) or "
+                            "'elements_text' (free-text elements)")  # fmt: skip
     return rows
 
 

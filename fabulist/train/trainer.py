@@ -388,6 +388,7 @@ class Loaded:
     valid: td.Rows | None
     data_hash: str
     documents: int
+    free_text: int = 0  # documents whose header holds free-text elements (imported records)
 
 
 def rows_of(tok, docs: list[str], context: int, seed: int, progress: bool = False, **kw) -> td.Rows:
@@ -420,7 +421,8 @@ def load_data(cfg: TrainConfig, out: Path, dist: Dist, context: int) -> Loaded:
                         truncate=True)  # fmt: skip
         if valid.count == 0:
             raise TrainError(f"{cfg.valid}: no fables in it")
-    return Loaded(tok, train, valid, td.file_sha256(cfg.data), len(docs))
+    free_text = sum(1 for r in train_records if r.get("elements_text"))
+    return Loaded(tok, train, valid, td.file_sha256(cfg.data), len(docs), free_text)
 
 
 def resolve_schedule(cfg: TrainConfig, rows: td.Rows) -> TrainConfig:
@@ -688,6 +690,8 @@ class Loop:
             "processes": self.dist.world,
             "device": str(self.device),
             "format": ff.FORMAT_VERSION,
+            ff.ELEMENTS_KEY: ff.FREE_TEXT if self.data.free_text else ff.LISTS,
+            "free_text_documents": self.data.free_text,
         }
         if self.dist.main and done:
             export_hf(self.model, self.data.tok, self.out, record)

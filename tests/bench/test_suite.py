@@ -125,7 +125,9 @@ def test_an_interrupted_run_resumes_from_its_measured_rows(tmp_path, monkeypatch
     """Rows are checkpointed as they are measured; a rerun with the same options measures only the rest."""
     model = tmp_path / "m"
     model.mkdir()
-    (model / "config.json").write_text(json.dumps({"hidden_size": 8, "num_hidden_layers": 1}))
+    sizes = {"vocab_size": 16, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 1,
+             "intermediate_size": 8, "max_position_embeddings": 32}  # fmt: skip
+    (model / "config.json").write_text(json.dumps(sizes))  # the sizes a model folder's config is checked for
     monkeypatch.setattr("fabulist.export.plan.parameters", lambda config: 1000)
     monkeypatch.setattr(suite, "machine", lambda: {"cores": 2})
     monkeypatch.setattr("fabulist.bench.report.write", lambda results, out: None)

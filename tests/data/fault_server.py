@@ -18,6 +18,9 @@ carry that prompt accordingly, counts them, and records when each arrived. Tags:
     echo401      always 401 whose message quotes the API key (as OpenAI's "Incorrect API key provided")
     echo400      always 400 whose message quotes the Authorization header ("Bearer <key>")
     echokey      a fable that quotes the Authorization header, from a model named after the key
+    badwaitxN    N replies of 429 with an unparseable Retry-After ("soon, maybe"), then a fable
+    notlistxN    N replies of 200 whose `choices` is a string, not a list, then a fable
+    choiceintxN  N replies of 200 whose `choices` is [1] (a choice that is not an object), then a fable
 
 `server.heal()` makes every later request succeed (a fixed upstream, for rerun tests).
 """
@@ -125,6 +128,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": "1"})
         if tag == "hugewait" and failing:
             return self._send(429, b'{"error": {"message": "come back tomorrow"}}', {"Retry-After": "100000"})
+        if tag == "badwait" and failing:
+            return self._send(429, b'{"error": {"message": "busy"}}', {"Retry-After": "soon, maybe"})
+        if tag in ("notlist", "choiceint") and failing:
+            reply = json.loads(self._reply(model, FABLE))
+            reply["choices"] = "not a list" if tag == "notlist" else [1]
+            return self._send(200, json.dumps(reply).encode())
         if tag == "drip" and not self.server.healed:
             return self._drip(self._reply(model, FABLE))
         if tag == "negusage" and not self.server.healed:

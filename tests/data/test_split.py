@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from fabulist.data.records import FABLE_FIELDS
+from fabulist.data.records import COLUMNS
 from fabulist.data.split import is_valid, split_dataset
 from fabulist.data.tools_cli import split as split_command
 
@@ -63,7 +63,7 @@ def test_split_json_and_rows(source, tmp_path):
     summary = json.loads((tmp_path / "out" / "split.json").read_text())
     assert summary["source_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert summary["seed"] == 7 and summary["valid_fraction"] == 0.3 and summary["near_threshold"] == 0.8
-    assert summary["columns"] == list(FABLE_FIELDS)
+    assert summary["columns"] == list(COLUMNS)
     first = {
         r["prompt"]: r
         for r in read(tmp_path / "out" / "train.parquet") + read(tmp_path / "out" / "valid.parquet")
@@ -115,7 +115,7 @@ def test_datasets_loads_both_splits(source, tmp_path, monkeypatch):
     loaded = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "hf" / "datasets"))
     assert loaded["train"].num_rows == summary["train"]["records"]
     assert loaded["validation"].num_rows == summary["valid"]["records"]
-    assert loaded["train"].column_names == list(FABLE_FIELDS)
+    assert loaded["train"].column_names == list(COLUMNS)
     assert loaded["validation"][0]["elements"].keys() == set(record(0, "")["elements"])
 
 

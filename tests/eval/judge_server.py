@@ -4,9 +4,11 @@ Every reply that would have been a fable is a grade instead. Fault tags ("[[faul
 there; judge tags in the story choose the reply: "[[judge:garbage]]" prose with no JSON, "[[judge:fenced]]"
 a grade in a ```json fence with prose around it, "[[judge:echo]]" prose quoting the story's text and
 then a grade (two candidate objects when the story holds one), "[[judge:echokey]]" a grade whose
-rationale quotes the Authorization header. `refuse` lists response_format types the server answers with
-HTTP 400 (as a server without structured output would), or with `refuse_status` and llama-cpp-python's
-own message (its server reports a request validation error as HTTP 500). `bodies` keeps every request.
+rationale quotes the Authorization header, "[[judge:nan]]" / "[[judge:infinity]]" a grade whose plot score
+is NaN / Infinity (JSON to Python, no score), "[[judge:deep]]" 5,000 nested arrays then a grade. `refuse`
+lists response_format types the server answers with HTTP 400 (as a server without structured output
+would), or with `refuse_status` and llama-cpp-python's own message (its server reports a request
+validation error as HTTP 500). `bodies` keeps every request.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ def answer(body: dict, auth: str = "") -> str:
     grade = json.dumps(GRADE)
     if "[[judge:echokey]]" in user:  # a grade whose rationale quotes the Authorization header
         return json.dumps({**GRADE, "rationale": f"Fine. Sent with {auth}."})
+    if "[[judge:nan]]" in user or "[[judge:infinity]]" in user:
+        return grade.replace('"plot": 6', '"plot": NaN' if "[[judge:nan]]" in user else '"plot": Infinity')
+    if "[[judge:deep]]" in user:
+        return "[" * 5000 + "]" * 5000 + f"\n{grade}"
     if "[[judge:garbage]]" in user:
         return "What a lovely story! I would give it a good score."
     if "[[judge:fenced]]" in user:

@@ -48,12 +48,12 @@ def test_matching_rules(fable, expected):
 
 def test_the_teachers_training_fables_have_none_of_the_glitches():
     """5,000 training-region fables (every prompt variant): no renamed hero, doubled phrase, broken run of
-    function words or unintroduced animal."""
+    function words, nameless introduction or unintroduced animal."""
     bad = []
     for p in pr.sample(5000, seed=11):
         story = {k: el.lookup(k, p["elements"][k]) for k in el.KINDS}
         fable = procedural.write_fable(story, p["index"], opening_seed=p["opening_seed"])
-        found = (q.renamed(fable), q.doubled_phrase(fable), q.broken_run(fable),
+        found = (q.renamed(fable), q.doubled_phrase(fable), q.broken_run(fable), q.nameless(fable),
                  q.unintroduced(fable, story["character"].name))  # fmt: skip
         if any(found):
             bad.append((found, fable[:200]))
@@ -89,6 +89,17 @@ BROKEN = [
     ("He jumped from on top of the wall, ran out of the house and up to the door.", None),
     ("She walked on by the lake, in the morning, with the others.", None),
 ]
+NAMELESS = [  # the shipped v2 model's own glitches, then the verb "called" in good English
+    ("Long ago there lived a grateful goose named asked. The others knew.", "goose named asked"),
+    ("A jolly ant named no boatie lived beside the lake.", "ant named no"),
+    ("She met a curious pig named a jolly lizard named Juniper.", "pig named a"),
+    ("A kind hawk named her red drum came by.", "hawk named her"),
+    ("There was a calm young hamster called dwelt at Heather End.", "hamster called dwelt"),
+    ('"I have to try," the camel called under his breath.', None),
+    ("The fox called to her friend, the dog called back and the owl called softly.", None),
+    ("The ox called the others. A hare named after her granny lived there.", None),
+    ("A goose named Pip and a hen called Tansy lived by the mill.", None),
+]
 INTRODUCED = [
     ("One day the bear and the kitten promised to help.", "fox", "the bear"),
     ("A fox met a bear. Later the bear and the kitten promised to help.", "fox", "the kitten"),
@@ -112,6 +123,11 @@ def test_doubled_phrase_rule(text, found):
 @pytest.mark.parametrize(("text", "found"), BROKEN)
 def test_broken_function_word_rule(text, found):
     assert q.broken_run(text) == found
+
+
+@pytest.mark.parametrize(("text", "found"), NAMELESS)
+def test_nameless_introduction_rule(text, found):
+    assert q.nameless(text) == found
 
 
 @pytest.mark.parametrize(("text", "hero", "found"), INTRODUCED)

@@ -85,7 +85,7 @@ def token_counts(usage) -> tuple[int, int]:
     """(input, output) tokens of a reply's `usage` (0, 0 without one); Rejected unless whole numbers >= 0."""
     if usage is None:
         return 0, 0
-    counts = (getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
+    counts = (_field(usage, "prompt_tokens") or 0, _field(usage, "completion_tokens") or 0)
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
         raise Rejected(f"malformed usage in the reply: token counts {counts} (need whole numbers >= 0)")
     return counts
@@ -139,8 +139,32 @@ def retry_after(headers) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, when.timestamp() - time.time()) if when else None
+        pass
+    try:  # an HTTP date; anything else (garbage, an impossible date) is no request at all
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+
+
+def _field(obj, name: str):
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def reply_parts(reply) -> tuple[str, str | None, str | None]:
+    """(content, finish_reason, model) of a chat-completions reply, checked: a reply of another shape (no
+    list of choices, a choice without a message, content that is not text) is Retryable as malformed, so
+    one bad reply costs one request and never the run."""
+    choices = _field(reply, "choices")
+    if not isinstance(choices, list) or not choices:
+        raise Retryable("malformed reply: no list of choices")
+    choice = choices[0]
+    message = _field(choice, "message")
+    content = _field(message, "content") if message is not None else None
+    finish, model = _field(choice, "finish_reason"), _field(reply, "model")
+    if not all(isinstance(value, str | None) for value in (content, finish, model)):
+        raise Retryable("malformed reply: content, finish_reason or model is not text")
+    return content or "", finish, model
 
 
 class APITeacher:
@@ -198,16 +222,14 @@ class APITeacher:
         ]
         with request_errors(self._openai):
             reply = self.request(model=self.model, messages=messages, **args)
-        if not getattr(reply, "choices", None):
-            raise Retryable("reply without choices")
-        choice = reply.choices[0]
-        text = (choice.message.content or "").strip() if choice.message else ""
-        if choice.finish_reason == "length":
+        content, finish, model = reply_parts(reply)
+        text = content.strip()
+        if finish == "length":
             raise Rejected("finish_reason=length: the fable was cut off (raise --max-tokens)")
         if not text:
             raise Rejected("empty content")
-        n_in, n_out = token_counts(reply.usage)
-        return text, reply.model or self.model, n_in, n_out
+        n_in, n_out = token_counts(_field(reply, "usage"))
+        return text, model or self.model, n_in, n_out
 
     def request(self, **kwargs):
         """One chat-completions request under the --timeout deadline (whole request, not each read)."""
