@@ -207,8 +207,8 @@ def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dic
         f"(`fabulist eval quality`). Matching rules are in `fabulist/eval/quality.py`: the moral line is the "
         "last line starting `Moral:`; character and setting match as whole words (or the plural); the moral "
         "counts as stated when the line holds it verbatim or at least 70% of its content-word stems; "
-        "one name, no glitch (no doubled phrase or broken run of function words) and introduced (no "
-        "'the <animal>' before the animal was mentioned) catch what a reader notices.",
+        "one name, no glitch (no doubled phrase, broken run of function words or nameless introduction) and "
+        "introduced (no 'the <animal>' before the animal was mentioned) catch what a reader notices.",
         "",
         quality_table(quality, quant, ref),
         "",
