@@ -717,6 +717,11 @@ def _maybe_judge(out, use_judge, judge_base_url, judge_model, judge_cache, concu
         f"{s['input_tokens']:,}+{s['output_tokens']:,} tokens, ${s['cost_usd']:.4f}",
         err=True,
     )
+    if s["completions"] and not s["graded"]:
+        raise grading.GradingError(
+            f"every one of the {s['failures']:,} completions failed to grade; the reasons are in "
+            f"{Path(out) / grading.JUDGMENTS} (rerun the same command to retry them)"
+        )
 
 
 def _echo_report(out) -> None:

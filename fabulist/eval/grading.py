@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fabulist.data.records import dumps, read_json, read_jsonl, write_atomic
 from fabulist.data.teachers.base import Budget, load_prices, price_for
+from fabulist.errors import FabulistError
 from fabulist.eval import cache as gc
 from fabulist.eval import evalset
 from fabulist.eval import judge as jd
@@ -36,6 +37,10 @@ def items(run_dir: str | Path, judge: jd.Judge, prompts_file: str | None = None)
                      params=judge.params, task=task, story=story)  # fmt: skip
         out.append({"prompt_id": p.id, "sample": c["sample"], "task": task, "story": story, "key": key})
     return out
+
+
+class GradingError(FabulistError):
+    """A judge run that graded nothing: every request failed."""
 
 
 def run(run_dir: str | Path, judge: jd.Judge, cache_path: str | Path | None = None,

@@ -138,3 +138,22 @@ def test_clustered_ci_and_bootstrap():
     assert stats.verdict({"mean": 0.0, "lo": -0.2, "hi": 0.2}, 0.3) == "no measurable loss"
     assert stats.verdict({"mean": -1.0, "lo": -1.4, "hi": -0.6}, 0.3) == "loss"
     assert stats.verdict({"mean": -0.2, "lo": -0.5, "hi": 0.1}, 0.3) == "inconclusive"
+
+
+def test_a_judge_run_that_grades_nothing_exits_1(tmp_path, monkeypatch):
+    """Every grade failing (here: prose with no JSON, three times each) is an error, not exit 0; one that
+    grades some and fails some still succeeds and counts its failures."""
+    from click.testing import CliRunner
+
+    from fabulist.cli import main
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-judge")
+    with JudgeServer() as server:
+        args = ["--judge-base-url", server.base_url, "--judge-model", "j", "--backoff", "0"]
+        write_run(tmp_path / "bad", ["A fox. [[judge:garbage]]", "A hen. [[judge:garbage]]"])
+        bad = CliRunner().invoke(main, ["eval", "judge", str(tmp_path / "bad"), *args])
+        write_run(tmp_path / "mixed", ["A fox. [[judge:garbage]]", "A hen shared."])
+        mixed = CliRunner().invoke(main, ["eval", "judge", str(tmp_path / "mixed"), *args])
+    assert bad.exit_code == 1 and "Traceback" not in bad.output
+    assert bad.output.strip().splitlines()[-1].startswith("error: every one of the 2 completions failed")
+    assert mixed.exit_code == 0 and "1 graded, 1 failures" in mixed.output
