@@ -16,6 +16,7 @@ import math
 import shutil
 from pathlib import Path
 
+from fabulist.data.records import RecordError, read_json
 from fabulist.export.errors import ExportError
 from fabulist.export.run import table
 from fabulist.names import RULE, is_folder_name
@@ -36,18 +37,13 @@ def _size(path: Path) -> int:
 
 
 def _read_json(path: Path, what: str) -> dict:
-    """A JSON object from `path`, or an ExportError naming the file (missing, not UTF-8, not an object)."""
+    """A JSON object from `path` (records.read_json's rules), or an ExportError naming the file and `what`."""
+    if not path.exists():
+        raise ExportError(f"{path} is missing: {what}")
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportError(f"{path} is missing: {what}") from None
-    except UnicodeDecodeError:
-        raise ExportError(f"{path}: not UTF-8 text (a binary or corrupt file): {what}") from None
-    except (ValueError, RecursionError) as exc:
-        raise ExportError(f"{path}: not valid JSON ({str(exc)[:80]})") from None
-    if not isinstance(value, dict):
-        raise ExportError(f"{path}: expected a JSON object, got {type(value).__name__}: {what}")
-    return value
+        return read_json(path)
+    except RecordError as exc:
+        raise ExportError(f"{exc}: {what}") from None
 
 
 def _is_number(value) -> bool:

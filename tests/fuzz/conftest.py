@@ -55,6 +55,11 @@ settings.register_profile(
 FUZZ = settings.get_profile("fuzz")
 
 
+def eval_run_args(model: str, out: str) -> list[str]:
+    """The smallest `eval run` (one prompt, one completion of 3 tokens) the suites start from."""
+    return ["eval", "run", "--model", model, "-n", "1", "--limit", "1", "--max-new-tokens", "3", "--out", out]
+
+
 @pytest.fixture(autouse=True)
 def sentinel_key(monkeypatch):
     """A sentinel key in the environment (never on disk), no OPENAI_BASE_URL: nothing reaches OpenAI."""

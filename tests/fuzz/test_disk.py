@@ -20,7 +20,7 @@ import pytest
 
 from fabulist.data import prompts as pr
 from fabulist.data.records import dumps
-from tests.fuzz.conftest import EMBEDDED, Sandbox, run
+from tests.fuzz.conftest import EMBEDDED, Sandbox, eval_run_args, run
 
 KEEP = '{"prompt_hash": "kept", "prompt": "p", "fable": "An earlier fable.\\n\\nMoral: Keep it."}\n'
 
@@ -108,20 +108,7 @@ WRITERS = {
         "--json",
         f"{d}/quality.json",
     ],
-    "eval run": lambda i, d: [
-        "eval",
-        "run",
-        "--model",
-        str(EMBEDDED),
-        "-n",
-        "1",
-        "--limit",
-        "1",
-        "--max-new-tokens",
-        "3",
-        "--out",
-        f"{d}/run",
-    ],
+    "eval run": lambda i, d: eval_run_args(str(EMBEDDED), f"{d}/run"),
     "eval compare": lambda i, d: ["eval", "compare", i["a"], i["b"], "--out", f"{d}/compare"],
     "eval judge": lambda i, d: [
         "eval",

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from fabulist.data import prompts as pr
 from fabulist.data.records import dumps
-from tests.fuzz.conftest import EMBEDDED, FUZZ, run
+from tests.fuzz.conftest import EMBEDDED, FUZZ, eval_run_args, run
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
@@ -111,20 +111,7 @@ CONSUMERS = {
     ),
     "eval run": (
         BAD_CONFIG,
-        lambda s, d: [
-            "eval",
-            "run",
-            "--model",
-            _model(s, d),
-            "-n",
-            "1",
-            "--limit",
-            "1",
-            "--max-new-tokens",
-            "3",
-            "--out",
-            str(s.root / "out"),
-        ],
+        lambda s, d: eval_run_args(_model(s, d), str(s.root / "out")),
         ("out",),
     ),
     "bench run": (

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from fabulist.data import prompts as pr
 from fabulist.data.records import dumps
-from tests.fuzz.conftest import FUZZ, run
+from tests.fuzz.conftest import FUZZ, eval_run_args, run
 
 UNREACHABLE = "http://127.0.0.1:9/v1"  # the discard port: every connection is refused at once
 # A path that exists but is not a regular file (a socket in the sandbox: like /dev/null, it cannot be
@@ -172,20 +172,7 @@ COMMANDS = {
         },
     ),
     "eval run": (
-        lambda s: [
-            "eval",
-            "run",
-            "--model",
-            "fable-5m",
-            "-n",
-            "1",
-            "--limit",
-            "1",
-            "--max-new-tokens",
-            "3",
-            "--out",
-            str(s.root / "out"),
-        ],
+        lambda s: eval_run_args("fable-5m", str(s.root / "out")),
         ("out",),
         {
             "-n": BELOW_ONE,
