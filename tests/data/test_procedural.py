@@ -36,6 +36,16 @@ def literal_pieces(template: str) -> list[str]:
     return [p for p in pieces if len(p) > 3]
 
 
+def any_wording(piece: str) -> str:
+    """A regex for a literal piece in any of its documented wordings (procedural.WORDINGS): "could not
+    climb out" also matches "couldn't climb out" and "just could not climb out", and nothing else."""
+    parts = procedural.WORDING.split(piece)  # text, wording, text, ... (the pattern has one group)
+    return "".join(
+        re.escape(part) if i % 2 == 0 else "(?:" + "|".join(map(re.escape, procedural.WORDINGS[part])) + ")"
+        for i, part in enumerate(parts)
+    )
+
+
 # --- determinism and the opening contract ---
 
 
@@ -103,7 +113,27 @@ def test_every_element_is_present():
         assert fable.count("Moral:") == 1
         for template in (e["conflict"].problem, e["conflict"].task, e["resolution"].outcome):
             for piece in literal_pieces(template):
-                assert piece.lower() in lower, (piece, fable)
+                assert re.search(any_wording(piece.lower()), lower), (piece, fable)
+
+
+def test_element_clauses_use_the_documented_wordings():
+    # Every member of a group stands for the others, drawn anew at each occurrence.
+    assert procedural.reword("everyone wanted to play, but {he} could not", lambda: 0.5) == (
+        "everybody longed to play, but {he} couldn't"
+    )
+    assert procedural.reword("{friend} could not find it", lambda: 0.99) == "{friend} just could not find it"
+    assert procedural.reword("{friend} could not find it", lambda: 0.0) == "{friend} could not find it"
+    assert procedural.reword("the bigger cart", lambda: 0.99) == "the bigger cart"  # whole words only
+    assert re.fullmatch(any_wording("could not climb out"), "couldn't climb out")
+    assert not re.fullmatch(any_wording("could not climb out"), "could climb out")
+
+    # Over the sample, the clauses are said in more than their list wording.
+    def as_listed(e: dict, fable: str) -> bool:
+        templates = (e["conflict"].problem, e["resolution"].outcome)
+        return all(p.lower() in fable.lower() for t in templates for p in literal_pieces(t))
+
+    plain = sum(as_listed(e, f) for (e, _), f in zip(SAMPLE, FABLES, strict=True))
+    assert 0.3 * len(SAMPLE) < plain < 0.9 * len(SAMPLE)
 
 
 def test_word_counts_within_bounds():
@@ -203,16 +233,16 @@ def test_teacher_reports_an_unknown_element_as_an_error():
 
 @pytest.mark.slow
 def test_diversity_does_not_regress():
-    """Guards the diversity reached so far against a grammar that collapses: v2 measured distinct-2 0.292
-    and self-BLEU-4 0.555 on these 500 random fables (v1: 0.207 and 0.686; benchmarks/procedural_teacher.py
-    prints both)."""
+    """The distinct-2 target (>= 0.30) holds, and self-BLEU-4 stays where it is: v2 measured distinct-2
+    0.309 and self-BLEU-4 0.532 on these 500 random fables (v1: 0.207 and 0.686;
+    benchmarks/procedural_teacher.py prints both)."""
     fables = [write_fable(e, s) for e, s in combos(500, seed=7)]
-    assert metrics.distinct_n(fables, 2) >= 0.28
-    assert metrics.self_bleu(fables[:100], fables[100:]) <= 0.57
+    assert metrics.distinct_n(fables, 2) >= 0.30
+    assert metrics.self_bleu(fables[:100], fables[100:]) <= 0.545
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="v2: distinct-2 0.292, self-BLEU-4 0.555 (short of 0.30 and 0.50)")
+@pytest.mark.xfail(strict=True, reason="v2: self-BLEU-4 0.532 (target 0.50); distinct-2 0.309 meets 0.30")
 def test_diversity_targets():
     fables = [write_fable(e, s) for e, s in combos(500, seed=7)]
     assert metrics.distinct_n(fables, 2) >= 0.30

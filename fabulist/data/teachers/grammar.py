@@ -50,6 +50,12 @@ class Grammar:
         for rule, alts in doc["rules"].items():
             fields = tuple(_REF.sub(lambda m: "{" + (m[1] or "@") + m[2] + "}", a) for a in alts)
             self.rules[rule] = (fields, not any("{" in a for a in fields))
+        # The format fields a rule is drawn by: "@rule" -> (alternatives, count, plain, capitalise).
+        self.fields = {
+            mark + rule: (alts, len(alts), plain, mark == "^")
+            for rule, (alts, plain) in self.rules.items()
+            for mark in "@^"
+        }  # fmt: skip
         missing = {m[2] for alts in doc["rules"].values() for a in alts for m in _REF.finditer(a)}
         missing -= set(self.rules)
         if missing:
@@ -81,21 +87,22 @@ def load(name: str) -> Grammar:
 class Context(dict):
     """The slots of one fable, able to expand the grammar's rules with the draw function `r`."""
 
-    __slots__ = ("grammar", "polish", "r")
+    __slots__ = ("fields", "grammar", "polish", "r")
 
     def __init__(self, grammar: Grammar, r: Draw, slots: dict[str, str] | None = None):
         super().__init__(slots or {})
-        self.grammar, self.r = grammar, r
+        self.grammar, self.r, self.fields = grammar, r, grammar.fields
         self.polish: Callable[[str], str] | None = None  # applied to every sentence before tidy
 
     def __missing__(self, key: str) -> str:
-        if key[0] not in "@^":
-            raise KeyError(key)  # a slot the fable lacks
-        alts, plain = self.grammar.rules[key[1:]]
-        text = alts[int(self.r() * len(alts))]
+        try:
+            alts, n, plain, capitalise = self.fields[key]
+        except KeyError:
+            raise KeyError(key) from None  # a slot the fable lacks
+        text = alts[int(self.r() * n)]
         if not plain:
             text = text.format_map(self)
-        return cap(text) if key[0] == "^" else text
+        return cap(text) if capitalise else text
 
     def expand(self, rule: str) -> str:
         """One alternative of `rule`, drawn and expanded."""
@@ -131,13 +138,22 @@ _DOUBLED = re.compile(rf"\b({_PARTICLES}) \1\b")
 _AND_REPEAT = re.compile(r"\b(\w+(?: \w+){1,3}) and \1\b", re.IGNORECASE)
 
 
-# A whole word, then a space and the same word with nothing after it but closing punctuation.
-_TWICE = re.compile(r'(?<!\S)(\S*[^\s,.;:!?"]) \1[,.;:!?"]*(?!\S)')
+_CLOSING = ',.;:!?"'
+_NO_CLOSING = str.maketrans("", "", _CLOSING)
 
 
 def doubled_word(sentence: str) -> bool:
-    """A word said twice in a row with nothing but a space between ("near near", "inside inside,")."""
-    return _TWICE.search(sentence.lower()) is not None
+    """A word said twice in a row with nothing but a space between ("near near", "inside inside,"): a whole
+    word that does not end in punctuation, then the same word with nothing after it but closing punctuation.
+    (A loop over the words: about three times faster than the equivalent regex, and it runs per sentence.)"""
+    bare = sentence.lower().translate(_NO_CLOSING).split(" ")
+    if not any(map(str.__eq__, bare, bare[1:])):  # no two neighbours alike even without punctuation
+        return False
+    toks = sentence.lower().split(" ")
+    for a, b in itertools.pairwise(toks):
+        if a and b.startswith(a) and a[-1] not in _CLOSING and b.rstrip(_CLOSING) == a:
+            return True
+    return False
 
 
 def tidy(sentence: str) -> str | None:
@@ -146,9 +162,22 @@ def tidy(sentence: str) -> str | None:
         sentence = _DOUBLED.sub(r"\1", sentence)
         if doubled_word(sentence):
             return None
-    if " and " in sentence and _AND_REPEAT.search(sentence):
+    if " and " in sentence and _and_repeat(sentence):
         return None
     return sentence
+
+
+def _and_repeat(sentence: str) -> bool:
+    """_AND_REPEAT.search(sentence), run only where it can match: the phrase after an " and " also ends
+    right before it, so its first three characters occur earlier in the sentence (the regex backtracks
+    slowly, and most sentences with an "and" fail this cheap test)."""
+    low = sentence.lower()
+    at = low.find(" and ")
+    while at >= 0:
+        if low[at + 5 : at + 8] in low[:at]:
+            return _AND_REPEAT.search(sentence) is not None
+        at = low.find(" and ", at + 1)
+    return False
 
 
 def article(word: str) -> str:

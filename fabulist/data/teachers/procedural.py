@@ -16,6 +16,10 @@ grammar.py ([rule] draws, {slot} is a value fixed for the fable); this module is
    (written while the fable's word goal allows), "@turn" one of the grammar's turning points;
 4. the final line `Moral: <the requested moral, exactly>`.
 
+The conflict and resolution clauses of the element lists are quoted in one of their documented wordings:
+the grammar's clause_wordings are groups of interchangeable phrases ("could not", "couldn't", "just could
+not"), and reword() says each occurrence as a member of its group.
+
 Length is `len(text.split())` (the Moral line included): always 120-300, aimed at a per-fable goal within
 TARGET_WORDS. Procedural teacher v1, which wrote the shipped model's corpus, is procedural_v1.py
 (`--teacher procedural-v1`), frozen.
@@ -27,6 +31,7 @@ import random
 import re
 import time
 from collections.abc import Iterable, Iterator
+from functools import cache
 
 from fabulist.data import elements as el
 from fabulist.data.records import fable_record
@@ -47,6 +52,11 @@ _PRONOUNS = {
     x: {p: {x + k: v for k, v in el.PRONOUNS[p].items()} for p in el.PRONOUNS} for x in ("", "f_", "w_", "r_")
 }
 _LITTLE = re.compile(r"\b(little) little\b", re.IGNORECASE)
+# The element clauses are said in one of several documented wordings: each group of G.clause_wordings holds
+# interchangeable phrases ("wanted to", "longed to", "wished to"), and every whole-word occurrence of one in a
+# conflict or resolution clause becomes a member of its group drawn anew. WORDING matches any member.
+WORDINGS = {phrase: tuple(group) for group in G.clause_wordings for phrase in group}
+WORDING = re.compile(r"\b(" + "|".join(sorted(map(re.escape, WORDINGS), key=len, reverse=True)) + r")\b")
 _pick = v1._pick
 _HERO_NAMES = {p: tuple(_L[f"names_{p}"] + _L["names_any"]) for p in el.PRONOUNS}
 
@@ -90,7 +100,7 @@ def _names(c: dict, cast: list[el.Character], r) -> list[str]:
 
 def _name(pronoun: str, r) -> str:
     """A first name that suits the pronoun, or a whimsical compound name that suits anyone."""
-    if r() < 0.3:
+    if r() < 0.15:
         return _pick(_HERO_NAMES[pronoun], r)
     first, last = _pick(_L["name_a"], r), _pick(_L["name_b"], r)
     while first[-1] == last[0]:  # "Hazellet", never "Hazel-let": a hyphen splits the name into words
@@ -138,6 +148,20 @@ def _by_name(clause: str) -> str:
     return clause.replace("{his}", "{hname}'s", 1)
 
 
+def reword(template: str, r) -> str:
+    """An element clause template in one of its documented wordings (see WORDINGS)."""
+    parts = _wording_parts(template)
+    if len(parts) == 1:
+        return template
+    return "".join(part if i % 2 == 0 else _pick(WORDINGS[part], r) for i, part in enumerate(parts))
+
+
+@cache
+def _wording_parts(template: str) -> tuple[str, ...]:
+    """text, wording, text, ...: the template split at its wordings, once per template."""
+    return tuple(WORDING.split(template))
+
+
 def _body_context(elements: dict[str, el.Element], c: Context) -> Context:
     """Add the friend, the elder, a passer-by, a rival, the day, the food, the theme, the filled clauses."""
     r = c.r
@@ -166,9 +190,9 @@ def _body_context(elements: dict[str, el.Element], c: Context) -> Context:
     # The element clauses call the friend and the hero by name where they have one: "Pip had fallen ...",
     # "Rosie had promised to help Pip ...".
     named = {**c, "friend": c["fname"], "hero": c["hname"]}
-    c["problem"] = _by_name(elements["conflict"].problem).format_map(named)
-    c["task"] = elements["conflict"].task.format_map(named)
-    c["outcome"] = _by_name(elements["resolution"].outcome).format_map(named)
+    c["problem"] = _by_name(reword(elements["conflict"].problem, r)).format_map(named)
+    c["task"] = reword(elements["conflict"].task, r).format_map(named)
+    c["outcome"] = _by_name(reword(elements["resolution"].outcome, r)).format_map(named)
     c["outcome_cap"] = c["outcome"][:1].upper() + c["outcome"][1:]
     keep = (c["problem"][1:], c["task"][1:], c["outcome"][1:])  # [1:]: also when capitalised
     c.polish = lambda sentence: _possessive(sentence, c["name"], c["his"], keep)
@@ -233,7 +257,8 @@ def write_fable(elements: dict[str, el.Element], seed: int, opening_seed: int | 
     fixed = _words(first) + _words(moral)
     goal = TARGET_WORDS[0] + 20 + int(r() * (TARGET_WORDS[1] - TARGET_WORDS[0] - 20))
     paragraphs = v1._realise(_plan(r), (TARGET_WORDS[0] - fixed, goal - fixed), c, r)
-    return _LITTLE.sub(r"\1", "\n\n".join([first, *paragraphs, moral]))
+    text = "\n\n".join([first, *paragraphs, moral])
+    return _LITTLE.sub(r"\1", text) if "little little" in text.lower() else text
 
 
 # ---------------------------------------------------------------------------------------------------------
