@@ -60,10 +60,13 @@ def _check_result(result, name: str, path: Path) -> None:
     if not isinstance(summary, dict) or not all(_is_number(summary.get(k)) for k in keys):
         raise ExportError(f"{path}: results.{name}.summary must hold numbers for {', '.join(keys)}")
     if not isinstance(rows, list) or not all(
-        isinstance(r, dict) and isinstance(r.get("fable"), str) and isinstance(r.get("ids"), dict)
+        isinstance(r, dict) and isinstance(r.get("fable"), str)
+        and (isinstance(r.get("ids"), dict) or isinstance(r.get("texts"), dict))
         for r in rows
-    ):
-        raise ExportError(f"{path}: results.{name}.rows must be a list of {{'ids': {{...}}, 'fable': text}}")
+    ):  # fmt: skip
+        raise ExportError(
+            f"{path}: results.{name}.rows must be a list of {{'ids' or 'texts': {{...}}, 'fable': text}}"
+        )
 
 
 def check_quality(quality: dict, path: Path) -> tuple[str, str]:
@@ -219,7 +222,12 @@ def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dic
     from fabulist import fable_format as ff
 
     for i, row in enumerate(quality["results"][quant]["rows"][:SAMPLES], 1):
-        labels = ff.labels_for(row["ids"])
+        # asked by element ids (evaluation-region prompts) or as free text (`eval quality --prompts`)
+        labels = (
+            ff.labels_for(row["ids"])
+            if "ids" in row
+            else {k: ff.free_label(v) for k, v in row["texts"].items()}
+        )
         head = "; ".join(f"{k}: {v}" for k, v in labels.items())
         lines += [f"**{i}.** _{head}_", "", *(f"> {x}" if x else ">" for x in row["fable"].splitlines()), ""]
     lines += [

@@ -142,6 +142,30 @@ def test_pack_ships_artifacts_and_card(exported_run, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.integration
+def test_pack_takes_a_quality_file_asked_with_free_text(exported_run, tmp_path):
+    """`eval quality --prompts` rows carry the free-text elements they asked for ('texts'), not ids: the
+    card's samples show that text."""
+    run, quality, reproduce = exported_run
+    q = json.loads(quality.read_text())
+    for result in q["results"].values():
+        for row in result["rows"]:
+            del row["ids"]
+            row["texts"] = {
+                "character": "industrious  beaver",
+                "setting": "arctic ice floe",
+                "moral": "Be kind.",
+            }
+    free = tmp_path / "quality-free.json"
+    free.write_text(json.dumps(q))
+    r = fab("models", "pack", str(run), "--name", "tiny-free", "--quality", str(free), "--reproduce",
+            str(reproduce), "--dest", str(tmp_path / "models"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    card = (tmp_path / "models" / "tiny-free" / "README.md").read_text()
+    assert "_character: Industrious beaver; setting: Arctic ice floe; moral: Be kind._" in card
+
+
+@pytest.mark.slow
+@pytest.mark.integration
 def test_pack_refuses_bad_input_and_keeps_the_old_folder(exported_run, tmp_path):
     from fabulist.export.errors import ExportError
     from fabulist.export.pack import pack
