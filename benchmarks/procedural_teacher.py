@@ -16,7 +16,8 @@ import random
 import time
 from collections import Counter
 
-from fabulist.data import elements, metrics
+from fabulist import elements
+from fabulist.data import metrics
 from fabulist.data.teachers import procedural, procedural_v1
 
 TARGET_PER_S = 5000

@@ -14,7 +14,7 @@ PLOTS = ("tok_s_vs_params.png", "latency_vs_params.png", "rss_vs_params.png", "l
 
 def write(results: dict, out: Path) -> None:
     from fabulist.bench import fit
-    from fabulist.data.records import write_atomic
+    from fabulist.records import write_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     results["fit"] = fit.measured_vs_estimate(results)

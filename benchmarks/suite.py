@@ -182,7 +182,7 @@ def _measured(opts: Options) -> dict[tuple, dict]:
 
 
 def _checkpoint(opts: Options, results: dict) -> None:
-    from fabulist.data.records import write_atomic
+    from fabulist.records import write_atomic
 
     opts.out.mkdir(parents=True, exist_ok=True)
     write_atomic(opts.out / PARTIAL, json.dumps(results, indent=1))

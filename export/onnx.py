@@ -26,9 +26,9 @@ import numpy as np
 
 from fabulist import fable_format as ff
 from fabulist import model_folder as mf
-from fabulist.data.records import write_atomic
 from fabulist.export import validate as va
 from fabulist.export.errors import ExportError
+from fabulist.records import write_atomic
 
 QUANTS = ("fp32", "int8", "int4")
 FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int4": "model_q4.onnx"}  # transformers.js names

@@ -16,10 +16,10 @@ import math
 import shutil
 from pathlib import Path
 
-from fabulist.data.records import RecordError, read_json
 from fabulist.export.errors import ExportError
 from fabulist.export.run import table
 from fabulist.names import RULE, is_folder_name
+from fabulist.records import RecordError, read_json
 
 SHIP = ("onnx-genai/int4", "onnx/model_q4.onnx", "gguf/model-q4_k_m.gguf")
 META = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",

@@ -13,17 +13,16 @@ results and the memory estimate against the budget.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
-from fabulist.data.records import write_atomic
 from fabulist.export import plan as pl
 from fabulist.export import validate as va
 from fabulist.export.errors import ExportError
+from fabulist.records import file_sha256, write_atomic
 
 TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "onnxruntime-genai",
          "gguf", "llama-cpp-python")  # fmt: skip
@@ -53,14 +52,6 @@ def _gguf(model_dir: Path, quants: list[str], context: int, ref: va.Reference | 
 
 
 EXPORTERS: dict[str, Exporter] = {"onnx": _onnx, "gguf": _gguf}
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tool_versions() -> dict[str, str]:
@@ -94,9 +85,9 @@ def describe(result: dict, model_dir: Path, config: dict, context: int, budget: 
     return {
         **result,
         "bytes": size,
-        "sha256": sha256(path)
+        "sha256": file_sha256(path)
         if len(files) == 1
-        else {p.relative_to(model_dir).as_posix(): sha256(p) for p in files},
+        else {p.relative_to(model_dir).as_posix(): file_sha256(p) for p in files},
         "parameters": params,
         "bits_per_weight": round(size * 8 / params, 3),
         "source_sha256": source,
@@ -125,7 +116,7 @@ def export_model(
             f"--context {context} is outside 1..{config['max_position_embeddings']} for this model"
         )
     check_budget(config, pairs, context, limit, budget)
-    source = sha256(model_dir / "model.safetensors")
+    source = file_sha256(model_dir / "model.safetensors")
     ref = va.Reference(model_dir) if validate else None
     results = []
     for name, exporter in EXPORTERS.items():

@@ -74,7 +74,7 @@ def data() -> None:
 )
 def data_elements(kind: str | None) -> None:
     """List the shipped element lists (or one of them) and the size of the combination space."""
-    from fabulist.data import elements
+    from fabulist import elements
 
     if kind:
         for e in elements.load(kind):
@@ -160,7 +160,7 @@ def data_prompts(count, seed, shard, region, variants, fix, out, force) -> None:
     from tqdm import tqdm
 
     from fabulist.data import prompts
-    from fabulist.data.records import dumps, write_atomic
+    from fabulist.records import dumps, write_atomic
 
     weights = prompts.parse_variants(variants)
     records = prompts.sample(count, seed, shard, region, weights, _parse_fixed(fix))
@@ -406,8 +406,8 @@ def _elements_for(given: dict[str, str | None], random_fill: bool,
     kinds given as free text."""
     import random
 
+    from fabulist import elements
     from fabulist import fable_format as ff
-    from fabulist.data import elements
 
     rng = random.Random(seed)
     labels, free = {}, []
@@ -614,8 +614,8 @@ def eval_quality(model_dir, fmt, quant, count, temperature, top_p, seed, max_new
     """Judge-free quality bar on evaluation-region prompts (moral line, character, setting, moral)."""
     import json
 
-    from fabulist.data.records import write_atomic
     from fabulist.eval import quality as q
+    from fabulist.records import write_atomic
     from fabulist.runtime.embedded import resolve
     from fabulist.runtime.load import artifact, load_generator
 

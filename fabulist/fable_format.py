@@ -39,7 +39,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from fabulist.data import elements as el
+from fabulist import elements as el
 
 BOS = "<|prompt|>"
 STORY = "<|story|>"

@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fabulist import elements as el
 from fabulist import locks
-from fabulist.data import elements as el
-from fabulist.data.records import AppendLog, RecordError, read_jsonl
 from fabulist.data.teachers.base import Budget, Teacher
+from fabulist.records import AppendLog, RecordError, read_jsonl
 
 PROMPT_REQUIRED = ("prompt_hash", "variant", "elements", "prompt")
 FABLE_REQUIRED = ("prompt_hash", "fable")

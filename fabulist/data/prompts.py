@@ -28,9 +28,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fabulist.data import elements as el
-from fabulist.data.records import VARIANTS, file_kind
+from fabulist import elements as el
 from fabulist.errors import FabulistError
+from fabulist.records import VARIANTS, file_kind
 
 EVAL_PAIR_MODULUS = 50  # one (character, moral) pair in 50 is held out for evaluation
 DEFAULT_VARIANTS = {"full": 0.7, "partial": 0.15, "beginning": 0.15}

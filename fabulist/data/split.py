@@ -34,11 +34,11 @@ from pathlib import Path
 
 from fabulist import fable_format as ff
 from fabulist.data import dedup
-from fabulist.data.elements import KINDS
-from fabulist.data.records import COLUMNS, RecordError, dumps, read_jsonl, write_atomic
 from fabulist.data.safety import Tally
 from fabulist.data.stats import REQUIRED, check_threshold, count_records, progress_bar
+from fabulist.elements import KINDS
 from fabulist.errors import FabulistError
+from fabulist.records import COLUMNS, RecordError, dumps, file_sha256, read_jsonl, write_atomic
 
 OUTPUTS = ("train.parquet", "valid.parquet", "split.json")
 BATCH = 4096
@@ -77,7 +77,7 @@ def split_dataset(
     counts = _write_splits(path, out_dir, duplicates | unsafe, valid_fraction, seed)
     summary = {
         "source": str(path),
-        "source_sha256": sha256(path),
+        "source_sha256": file_sha256(path),
         "seed": seed,
         "valid_fraction": valid_fraction,
         "near_threshold": near_threshold if near_dedup else None,
@@ -110,14 +110,6 @@ def is_valid(prompt_hash: str, seed: int, fraction: float) -> bool:
     """Whether a prompt goes to validation: a 64-bit blake2b of (seed, prompt_hash) below the fraction."""
     digest = hashlib.blake2b(f"{seed}:{prompt_hash}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") < fraction * 2**64
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _scan(path: Path, total: int, progress: bool | None) -> tuple[dedup.Fingerprints, Tally, set[int]]:

@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fabulist.data import dedup, elements, metrics, safety
-from fabulist.data.records import RecordError, read_jsonl, write_atomic
+from fabulist import elements
+from fabulist.data import dedup, metrics, safety
 from fabulist.errors import FabulistError
+from fabulist.records import RecordError, read_jsonl, write_atomic
 
 SAMPLE_SIZE = 20_000
 PROGRESS_ABOVE = 20_000  # records; smaller files get no progress bar

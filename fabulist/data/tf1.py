@@ -39,9 +39,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from fabulist.data import elements as el
-from fabulist.data.records import atomic_open, dumps, read_jsonl
+from fabulist import elements as el
 from fabulist.errors import FabulistError
+from fabulist.records import atomic_open, dumps, read_jsonl
 
 TEACHER = "tinyfabulist"
 TF1_FIELDS = (

@@ -16,8 +16,8 @@ import sqlite3
 from pathlib import Path
 
 from fabulist import locks
-from fabulist.data.records import scrub
 from fabulist.errors import FabulistError
+from fabulist.records import scrub
 
 
 def key(**parts) -> str:

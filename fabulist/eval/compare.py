@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fabulist.data.records import write_atomic
 from fabulist.errors import FabulistError
 from fabulist.eval import report as rp
 from fabulist.eval import stats
 from fabulist.eval.generate import load_completions
+from fabulist.records import write_atomic
 
 
 class CompareError(FabulistError):

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from fabulist import elements as el
 from fabulist import fable_format as ff
-from fabulist.data import elements as el
 from fabulist.data import prompts as pr
 from fabulist.errors import FabulistError
 

@@ -17,9 +17,9 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from fabulist.data.records import AppendLog, read_jsonl, write_atomic
 from fabulist.errors import FabulistError
 from fabulist.eval import evalset
+from fabulist.records import AppendLog, read_jsonl, write_atomic
 
 COMPLETIONS = "completions.jsonl"
 RUN = "run.json"

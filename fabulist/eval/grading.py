@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fabulist.data.records import dumps, read_json, read_jsonl, write_atomic
 from fabulist.data.teachers.base import Budget, load_prices, price_for
 from fabulist.errors import FabulistError
 from fabulist.eval import cache as gc
 from fabulist.eval import evalset
 from fabulist.eval import judge as jd
 from fabulist.eval.generate import load_completions
+from fabulist.records import dumps, read_json, read_jsonl, write_atomic
 
 JUDGMENTS = "judgments.jsonl"
 SUMMARY = "judge.json"

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fabulist.data.records import read_json, write_atomic
 from fabulist.eval.generate import RUN, EvalRunError
+from fabulist.records import read_json, write_atomic
 
 HELDOUT = "heldout.json"
 DEFAULT_TEXTS = 64

@@ -56,8 +56,8 @@ import re
 from collections.abc import Iterable
 from functools import cache
 
+from fabulist import elements as el
 from fabulist import fable_format as ff
-from fabulist.data import elements as el
 from fabulist.data import metrics
 
 PARAPHRASE = 0.7
@@ -333,7 +333,7 @@ def prompts_from(path, n: int) -> tuple[list[dict], int]:
     """Up to n prompts from the records of a fables or prompts file (.jsonl or .parquet): each record's
     shown elements, free text (`elements_text`) or ids, as the model prompt; {'ids' | 'texts', 'prompt'}.
     Records that do not show a character, setting and moral are skipped; returns (prompts, skipped)."""
-    from fabulist.data.records import RecordError
+    from fabulist.records import RecordError
     from fabulist.train.data import read_records
 
     out, skipped = [], 0

@@ -17,10 +17,10 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from fabulist.data.records import read_json, write_atomic
 from fabulist.eval import evalset, grading, heldout, offline, stats
 from fabulist.eval.generate import RUN, EvalRunError, load_completions
 from fabulist.eval.judge import AGE_GROUPS, DIMENSIONS
+from fabulist.records import read_json, write_atomic
 
 SCORES = (*DIMENSIONS, "overall")
 PER_PROMPT_OFFLINE = (*offline.COVERAGE, "repetition_4gram", "flesch", "words")

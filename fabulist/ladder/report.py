@@ -14,9 +14,9 @@ import io
 import json
 from pathlib import Path
 
-from fabulist.data.records import write_atomic
 from fabulist.ladder import bounds
 from fabulist.ladder.config import LadderConfig
+from fabulist.records import write_atomic
 
 PLOTS = ("quality_vs_params.png", "quality_vs_tokens.png", "speed_memory_vs_params.png")
 STYLE = {"deep-thin": ("tab:blue", "o", "-"), "wide-shallow": ("tab:orange", "s", "--")}

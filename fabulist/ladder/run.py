@@ -17,9 +17,9 @@ import math
 import time
 from pathlib import Path
 
-from fabulist.data.records import dumps, write_atomic
 from fabulist.ladder import rung as rg
 from fabulist.ladder.config import LadderConfig, LadderError
+from fabulist.records import dumps, file_sha256, write_atomic
 
 TOKENIZER_FABLES = 20_000
 SAMPLE = 500  # fables whose token count estimates tokens per fable
@@ -47,7 +47,7 @@ def prepare_data(cfg: LadderConfig, data: Path, valid: Path, out: Path) -> rg.Da
     for path, flag in ((data, "--data"), (valid, "--valid")):
         if not path.is_file():
             raise LadderError(f"{flag} {path}: file not found")
-    source = {"data_sha256": td.file_sha256(data), "valid_sha256": td.file_sha256(valid),
+    source = {"data_sha256": file_sha256(data), "valid_sha256": file_sha256(valid),
               "vocab_size": cfg.vocab_size, "train_fables": cfg.train_fables,
               "valid_fables": cfg.valid_fables,
               "largest_budget": max(r.tokens for r in cfg.rungs)}  # fmt: skip

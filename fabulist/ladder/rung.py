@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fabulist.data.records import write_atomic
 from fabulist.ladder.config import LadderConfig, LadderError, Rung, misses
+from fabulist.records import write_atomic
 
 ARTIFACTS = {  # quant -> the exported artifacts the ladder reads and the benchmark row that times them
     "int4": {"onnx": "onnx-genai/int4/model.onnx", "gguf": "gguf/model-q4_0.gguf", "row": "ours onnx int4"},
@@ -113,9 +113,9 @@ def train_rung(cfg: LadderConfig, rung: Rung, data: Data, out: Path, progress: b
 
 
 def weights_sha256(out: Path) -> str:
-    from fabulist.export.run import sha256
+    from fabulist.records import file_sha256
 
-    return sha256(out / "model.safetensors")
+    return file_sha256(out / "model.safetensors")
 
 
 def learning_curve(out: Path) -> list[dict]:

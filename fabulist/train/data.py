@@ -31,7 +31,6 @@ offset) names exactly which rows come next: that is what a checkpoint stores.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from pathlib import Path
@@ -39,20 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from fabulist import fable_format as ff
-from fabulist.data.records import read_jsonl
 from fabulist.errors import FabulistError
+from fabulist.records import read_jsonl
 
 
 class DataError(FabulistError):
     """A training or validation file that cannot be used."""
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_records(path: str | Path) -> list[dict]:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from fabulist import fable_format as ff
 from fabulist import locks
-from fabulist.data.records import AppendLog, write_atomic
 from fabulist.errors import FabulistError
+from fabulist.records import AppendLog, file_sha256, write_atomic
 from fabulist.train import data as td
 from fabulist.train import presets
 from fabulist.train import tokenizer as tk
@@ -422,7 +422,7 @@ def load_data(cfg: TrainConfig, out: Path, dist: Dist, context: int) -> Loaded:
         if valid.count == 0:
             raise TrainError(f"{cfg.valid}: no fables in it")
     free_text = sum(1 for r in train_records if r.get("elements_text"))
-    return Loaded(tok, train, valid, td.file_sha256(cfg.data), len(docs), free_text)
+    return Loaded(tok, train, valid, file_sha256(cfg.data), len(docs), free_text)
 
 
 def resolve_schedule(cfg: TrainConfig, rows: td.Rows) -> TrainConfig:
@@ -487,13 +487,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
 def _train(cfg: TrainConfig, dist: Dist, preset, context: int, resume: bool, progress: bool) -> dict:
     import torch
 
-    out = prepare_out(cfg, resume, td.file_sha256(cfg.data)) if dist.main else Path(cfg.out)
+    out = prepare_out(cfg, resume, file_sha256(cfg.data)) if dist.main else Path(cfg.out)
     _barrier(dist)
     if dist.main and not resume:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(
             out / "run.json",
-            json.dumps({"config": cfg.identity(), "data_sha256": td.file_sha256(cfg.data)}, indent=1),
+            json.dumps({"config": cfg.identity(), "data_sha256": file_sha256(cfg.data)}, indent=1),
         )
     loaded = load_data(cfg, out, dist, context)
     cfg = resolve_schedule(cfg, loaded.train)

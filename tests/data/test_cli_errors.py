@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from fabulist.data import prompts as pr
-from fabulist.data.records import dumps
+from fabulist.records import dumps
 
 KEEP = '{"prompt_hash": "kept", "fable": "an earlier fable"}\n'
 

@@ -1,4 +1,4 @@
-"""Properties of the shipped element lists and of the validation in `fabulist.data.elements`."""
+"""Properties of the shipped element lists and of the validation in `fabulist.elements`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from importlib import resources
 
 import pytest
 
-from fabulist.data import elements as el
+from fabulist import elements as el
 
 MIN_ENTRIES = 100
 

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 from fabulist import fable_format as ff
 from fabulist.cli import main
-from fabulist.data.records import COLUMNS, FREE_TEXT_FIELDS, RecordError
 from fabulist.data.split import row, split_dataset
 from fabulist.data.tf1 import from_tf1
+from fabulist.records import COLUMNS, FREE_TEXT_FIELDS, RecordError
 from fabulist.train.data import documents, read_records
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "tf1-sample.jsonl"

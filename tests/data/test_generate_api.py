@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fabulist.data import prompts as pr
-from fabulist.data.records import FABLE_FIELDS, dumps
+from fabulist.records import FABLE_FIELDS, dumps
 from tests.data.fault_server import FABLE, FaultServer
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from fabulist.data import prompts as pr
-from fabulist.data.records import AppendLog, RecordError, dumps
+from fabulist.records import AppendLog, RecordError, dumps
 from tests.data.fault_server import FaultServer
 from tests.eval.judge_server import JudgeServer
 

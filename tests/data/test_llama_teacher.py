@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from fabulist.data import prompts as pr
-from fabulist.data.records import dumps
+from fabulist.records import dumps
 from tests.llama_server import LlamaServer, clean_env, gone_message, running, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from fabulist.data import elements, metrics
+from fabulist import elements
+from fabulist.data import metrics
 from fabulist.data.teachers import procedural, procedural_v1
 from fabulist.data.teachers.procedural import opening, write_fable
 
@@ -63,7 +64,7 @@ def test_same_fable_in_another_process_with_another_hash_seed():
     e, seed = SAMPLE[1]
     ids = {k: v.id for k, v in e.items()}
     code = (
-        "from fabulist.data import elements as el\n"
+        "from fabulist import elements as el\n"
         "from fabulist.data.teachers.procedural import write_fable\n"
         f"e = {{k: el.lookup(k, i) for k, i in {ids!r}.items()}}\n"
         f"print(write_fable(e, {seed}, opening_seed=3), end='')\n"
@@ -201,8 +202,8 @@ def test_pronouns_agree_with_the_cast(monkeypatch, pronoun, others):
 
 def test_teacher_writes_records_that_continue_their_beginnings():
     from fabulist.data import prompts
-    from fabulist.data.records import FABLE_FIELDS
     from fabulist.data.teachers.base import Budget
+    from fabulist.records import FABLE_FIELDS
 
     batch = list(prompts.sample(60, seed=4))
     assert {p["variant"] for p in batch} >= {"full", "beginning"}

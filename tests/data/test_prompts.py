@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from fabulist.data import elements as el
+from fabulist import elements as el
 from fabulist.data import prompts as pr
 
 FULL = {"full": 1.0}

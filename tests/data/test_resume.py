@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from fabulist.data.records import AppendLog, dumps
+from fabulist.records import AppendLog, dumps
 
 N = 60_000
 

@@ -8,9 +8,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from fabulist.data.records import COLUMNS
 from fabulist.data.split import is_valid, split_dataset
 from fabulist.data.tools_cli import split as split_command
+from fabulist.records import COLUMNS
 
 from .test_stats import change_one_word, record, text_of, write_jsonl
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fabulist.data import dedup, elements
-from fabulist.data.records import dumps
+from fabulist import elements
+from fabulist.data import dedup
 from fabulist.data.stats import compute_stats, render_text, sentences, write_plot
 from fabulist.data.tools_cli import stats as stats_command
+from fabulist.records import dumps
 
 VOCAB = [f"{a}{b}" for a in ("bra", "clo", "fen", "mu", "pit", "sor", "tav", "zen") for b in "aeiouyklmn"]
 

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from fabulist.cli import main
 from fabulist.data import tf1
-from fabulist.data.elements import KINDS
-from fabulist.data.records import dumps, fable_record
+from fabulist.elements import KINDS
+from fabulist.records import dumps, fable_record
 
 from .test_cli_errors import assert_one_line_error, fabulist
 

@@ -1,7 +1,7 @@
 """The curated evaluation prompts: 50, valid, all inside the sampler's reserved evaluation region."""
 
+from fabulist import elements as el
 from fabulist import fable_format as ff
-from fabulist.data import elements as el
 from fabulist.data import prompts as pr
 from fabulist.eval import evalset
 

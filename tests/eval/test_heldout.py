@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from fabulist.data.records import dumps
 from fabulist.eval import heldout
 from fabulist.export import validate as va
+from fabulist.records import dumps
 from tests.runtime.conftest import onnx_model  # noqa: F401  (a session fixture: an exported tiny model)
 from tests.train.conftest import make_fables
 

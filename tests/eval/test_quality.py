@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from fabulist.data import elements as el
+from fabulist import elements as el
 from fabulist.data import prompts as pr
 from fabulist.data.teachers import procedural
 from fabulist.eval import quality as q

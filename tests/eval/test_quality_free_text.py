@@ -132,7 +132,7 @@ def test_cli_scores_free_text_prompts(onnx_model, tmp_path):  # noqa: F811
 
 
 def test_prompts_from_refuses_element_text_that_would_be_structure(tmp_path):
-    from fabulist.data.records import RecordError
+    from fabulist.records import RecordError
 
     path = imported(tmp_path)
     lines = path.read_text().splitlines()

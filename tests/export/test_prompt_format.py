@@ -3,8 +3,8 @@
 import json
 import random
 
+from fabulist import elements as el
 from fabulist import fable_format as ff
-from fabulist.data import elements as el
 from fabulist.export.onnx import write_prompt_format
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from fabulist.data import prompts as pr
-from fabulist.data.records import dumps
+from fabulist.records import dumps
 from tests.fuzz.conftest import EMBEDDED, Sandbox, eval_run_args, run
 
 KEEP = '{"prompt_hash": "kept", "prompt": "p", "fable": "An earlier fable.\\n\\nMoral: Keep it."}\n'

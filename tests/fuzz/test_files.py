@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fabulist.data import prompts as pr
-from fabulist.data.records import dumps
+from fabulist.records import dumps
 from tests.fuzz.conftest import EMBEDDED, FUZZ, eval_run_args, run
 
 JSON = st.recursive(

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fabulist.data import prompts as pr
-from fabulist.data.records import dumps
+from fabulist.records import dumps
 from tests.fuzz.conftest import FUZZ, eval_run_args, run
 
 UNREACHABLE = "http://127.0.0.1:9/v1"  # the discard port: every connection is refused at once

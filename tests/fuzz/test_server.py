@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from fabulist.cli import main
 from fabulist.data import prompts as pr
-from fabulist.data.records import dumps
+from fabulist.records import dumps
 from tests.data.fault_server import FaultServer
 from tests.eval.judge_server import JudgeServer
 from tests.fuzz.conftest import ATTEMPTS, FUZZ, SURVEY, VIOLATIONS, key_on_disk

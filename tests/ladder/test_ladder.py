@@ -10,11 +10,11 @@ from dataclasses import replace
 
 import pytest
 
-from fabulist.data.records import dumps
 from fabulist.ladder import bounds, report
 from fabulist.ladder import config as lc
 from fabulist.ladder import rung as rg
 from fabulist.ladder.run import prepare_data, run_ladder
+from fabulist.records import dumps
 from fabulist.train.trainer import train
 from tests.eval.judge_server import JudgeServer
 from tests.train.conftest import make_fables

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from fabulist import fable_format as ff
 from fabulist.cli import main
 from fabulist.data import prompts as pr
-from fabulist.data.records import dumps
 from fabulist.data.teachers import api
+from fabulist.records import dumps
 from fabulist.runtime.sampling import SamplingParams
 from tests.data.fault_server import FaultServer
 
@@ -103,9 +103,9 @@ def test_eval_run_limit_below_one_is_refused(tmp_path, limit):
 
 def test_the_library_refuses_a_limit_below_one_too(tmp_path):
     from fabulist.data.generate import generate
-    from fabulist.data.records import RecordError
     from fabulist.data.teachers.procedural import ProceduralTeacher
     from fabulist.eval import generate as eg
+    from fabulist.records import RecordError
 
     write_prompts(tmp_path / "p.jsonl", [""])
     with pytest.raises(RecordError, match="--limit must be at least 1"):

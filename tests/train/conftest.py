@@ -2,10 +2,10 @@
 
 import pytest
 
-from fabulist.data import elements as el
+from fabulist import elements as el
 from fabulist.data import prompts as pr
-from fabulist.data.records import dumps, fable_record
 from fabulist.data.teachers import procedural
+from fabulist.records import dumps, fable_record
 
 
 def make_fables(count: int, seed: int) -> list[dict]:

@@ -37,8 +37,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from urllib.parse import urlsplit, urlunsplit
 
 from fabulist.data.prompts import SYSTEM_PROMPT
-from fabulist.data.records import fable_record, scrub
 from fabulist.data.teachers.base import Budget, Outcome, TeacherError
+from fabulist.records import fable_record, scrub
 
 CONNECTION_ERROR = "connection error"  # how the error of a request that found no server begins
 

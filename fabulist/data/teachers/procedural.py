@@ -33,8 +33,7 @@ import time
 from collections.abc import Iterable, Iterator
 from functools import cache
 
-from fabulist.data import elements as el
-from fabulist.data.records import fable_record
+from fabulist import elements as el
 from fabulist.data.teachers import procedural_v1 as v1
 from fabulist.data.teachers.base import Budget, Outcome
 from fabulist.data.teachers.grammar import Context, article, load
@@ -42,6 +41,7 @@ from fabulist.data.teachers.grammar import Context, article, load
 MIN_WORDS, MAX_WORDS = 120, 300  # guaranteed bounds
 TARGET_WORDS = (150, 250)  # aimed-for bounds, those the pipeline's prompts ask a teacher for
 
+from fabulist.records import fable_record
 G = load("v2")
 _L = G.lists
 _WISE = tuple(tuple(w) for w in G.wise)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import re
 
-from fabulist.data import elements as el
+from fabulist import elements as el
 from fabulist.data.teachers.grammar import Context, article, load
 
 MIN_WORDS, MAX_WORDS = 120, 300  # guaranteed bounds (len(text.split()), the Moral line included)

@@ -33,6 +33,7 @@ from every string, whatever field a server echoed it into.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -331,6 +332,16 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write a whole file through a temp file in the same folder, fsync, then rename over `path`."""
     with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as f:
         f.write(data)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks: how datasets, weights and artifacts are named in
+    manifests and run records."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def fable_record(
