@@ -706,10 +706,11 @@ def _maybe_judge(out, use_judge, judge_base_url, judge_model, judge_cache, concu
     from fabulist.eval import grading
     from fabulist.eval import judge as jd
 
-    if not (use_judge or judge_base_url or judge_model or required):
+    judge = jd.Judge.from_options(use_judge, judge_base_url, judge_model, required=required,
+                                  concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+                                  backoff=backoff, seed=seed)  # fmt: skip
+    if judge is None:
         return
-    judge = jd.Judge(judge_model or jd.DEFAULT_MODEL, judge_base_url, concurrency=concurrency,
-                     timeout=timeout, max_retries=max_retries, backoff=backoff, seed=seed)  # fmt: skip
     s = grading.run(out, judge, judge_cache, prices)
     click.echo(
         f"judge {s['judge_model']}: {s['graded']} graded, {s['failures']} failures, "

@@ -150,6 +150,16 @@ class Judge(api.APITeacher):
         self.mode = 0  # index into MODES: the strongest structured output the server has not refused
         self._mode_lock = threading.Lock()
 
+    @classmethod
+    def from_options(cls, use_judge: bool, base_url: str | None, model: str | None, *, required: bool = False,
+                     **settings) -> Judge | None:  # fmt: skip
+        """The judge the CLI's judge options ask for (`--judge`, `--judge-base-url`, `--judge-model`, and
+        `settings`: concurrency, timeout, max_retries, backoff, seed), or None when none is asked for and
+        none is `required`. The one place a command builds its judge."""
+        if not (use_judge or base_url or model or required):
+            return None
+        return cls(model or DEFAULT_MODEL, base_url, **settings)
+
     @property
     def params(self) -> dict:
         """What goes into the cache key besides model, URL, prompt version, task and story."""

@@ -58,14 +58,13 @@ def ladder_group(judge_options) -> click.Group:
         from fabulist.ladder.run import run_ladder
 
         cfg = lc.load(config)
-        judge = None
-        if use_judge or judge_base_url or judge_model:
-            from fabulist.eval import judge as jd
+        from fabulist.eval import judge as jd
 
-            judge = {"judge": jd.Judge(judge_model or jd.DEFAULT_MODEL, judge_base_url,
-                                       concurrency=concurrency, timeout=timeout, max_retries=max_retries,
-                                       backoff=backoff),
-                     "cache": judge_cache, "prices": prices}  # fmt: skip
+        judge = jd.Judge.from_options(use_judge, judge_base_url, judge_model, concurrency=concurrency,
+                                      timeout=timeout, max_retries=max_retries, backoff=backoff,
+                                      seed=cfg.seed)  # fmt: skip
+        if judge is not None:
+            judge = {"judge": judge, "cache": judge_cache, "prices": prices}
         report = run_ladder(cfg, data, valid, out, judge)
         click.echo((Path(out) / "ladder.md").read_text(encoding="utf-8"))
         click.echo(f"wrote {out}/ladder.json, ladder.md and plots in {report['seconds']:.0f} s", err=True)
