@@ -34,10 +34,17 @@ def _largest_fitting(budget: int, context: int, quants: dict) -> str:
     return best
 
 
-@pytest.mark.parametrize(("budget", "context"), [("300MB", 2048), ("150MB", 512), ("500MB", 4096)])
-def test_upper_bound_follows_the_fit_planner(budget, context):
+# Written out: the largest preset whose INT4 (ONNX int4 + GGUF q4_0) and INT8 (int8 + q8_0) artifacts fit,
+# as the planner's memory model (weights + KV cache + the runtime's fixed overhead) puts them today.
+@pytest.mark.parametrize(
+    ("budget", "context", "int4", "int8"),
+    [("300MB", 2048, "mobilellm-125m", "fable-50m"), ("150MB", 512, "fable-15m", "fable-5m"),
+     ("500MB", 4096, "mobilellm-125m", "mobilellm-125m")],
+)  # fmt: skip
+def test_upper_bound_follows_the_fit_planner(budget, context, int4, int8):
     cfg = lc.parse(edited(memory_budget=budget, fit_context=context))
     up = bounds.upper_bound([], cfg)
+    assert {k: (v["largest"] or {}).get("name") for k, v in up.items()} == {"int4": int4, "int8": int8}
     for precision, quants in bounds.PRECISIONS.items():
         want = _largest_fitting(pl.parse_bytes(budget), context, quants)
         assert (up[precision]["largest"] or {}).get("name") == want
