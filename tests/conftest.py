@@ -1,6 +1,12 @@
 """Fixtures shared across stages."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -10,3 +16,21 @@ def answering_gguf(tmp_path_factory):
     from tests.llama_server import train_answering_model
 
     return train_answering_model(tmp_path_factory.mktemp("answering-model"))
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory) -> tuple[Path, Path]:
+    """(wheel, site): the wheel built from this tree, installed without dependencies into a folder of its
+    own. With PYTHONPATH=site and a working directory outside the repository, `fabulist` is what a user of
+    the wheel gets (the dependencies come from the test environment)."""
+    root = tmp_path_factory.mktemp("wheel")
+    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+             "-w", str(root / "dist")]  # fmt: skip
+    r = subprocess.run(build, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    wheel = next((root / "dist").glob("fabulist-*.whl"))
+    site = root / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target",
+                        str(site), str(wheel)], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return wheel, site

@@ -245,22 +245,14 @@ def test_generate_without_model_uses_the_embedded_one():
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_wheel_carries_the_model(tmp_path):
-    """Build the wheel, install it (no deps) into a folder of its own, generate from there offline."""
-    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
-             "-w", str(tmp_path / "dist")]  # fmt: skip
-    r = subprocess.run(build, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr
-    wheel = next((tmp_path / "dist").glob("fabulist-*.whl"))
+def test_wheel_carries_the_model(tmp_path, installed_wheel):
+    """The wheel, installed (no deps) into a folder of its own, generates from there offline."""
+    wheel, target = installed_wheel
     names = set(zipfile.ZipFile(wheel).namelist())
     manifest = json.loads((SHIPPED / "export_manifest.json").read_text())
     for a in manifest["artifacts"]:
         assert f"fabulist/runtime/models/{embedded.DEFAULT}/{a['path']}" in names
     assert f"fabulist/runtime/models/{embedded.DEFAULT}/onnx-genai/int4/model.onnx.data" in names
-    target = tmp_path / "site"
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target",
-                        str(target), str(wheel)], capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert r.returncode == 0, r.stderr
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = "import fabulist; print(fabulist.__file__)"
     where = subprocess.run(
