@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV=.venv
-EXTRAS="data,train,export,runtime,dev"
+EXTRAS="data,train,export,runtime,serve,dev"
 
 python_311() {
   for py in python3.11 python3; do

@@ -430,6 +430,25 @@ def _elements_for(given: dict[str, str | None], random_fill: bool,
 _FREE_HELP = "A list element's id or label, or any one-line text of at most 80 characters."
 
 
+def _model_options(f):
+    """Which model a runtime command loads (shared by `generate` and `serve`): --model, --format, --quant,
+    --graph."""
+    options = [
+        click.option("--model", "model_dir", help="Exported model folder or embedded model name (default: "
+                     "the embedded fable-5m; see `fabulist models`)."),
+        click.option("--format", "fmt", type=click.Choice(["onnx", "gguf"]), default="onnx",
+                     show_default=True),
+        click.option("--quant", type=click.Choice(["int4", "int8", "fp32", "q4_0", "q4_k_m", "q8_0", "f16",
+                                                   "f32"]), help="Default: int4 for ONNX, q4_k_m for GGUF."),
+        click.option("--graph", type=click.Choice(["auto", "genai", "optimum"]), default="auto",
+                     show_default=True, help="ONNX graph: onnxruntime-genai's (fast) or optimum's; auto: "
+                     "the fast one."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @main.command("generate")
 @click.option("--character", help=_FREE_HELP)
 @click.option("--trait", help=_FREE_HELP)
@@ -438,13 +457,7 @@ _FREE_HELP = "A list element's id or label, or any one-line text of at most 80 c
 @click.option("--resolution", help=_FREE_HELP)
 @click.option("--moral", help=_FREE_HELP)
 @click.option("--prompt", "beginning", help="A story beginning to continue.")
-@click.option("--model", "model_dir", help="Exported model folder or embedded model name (default: the "
-              "embedded fable-5m; see `fabulist models`).")  # fmt: skip
-@click.option("--format", "fmt", type=click.Choice(["onnx", "gguf"]), default="onnx", show_default=True)
-@click.option("--quant", type=click.Choice(["int4", "int8", "fp32", "q4_0", "q4_k_m", "q8_0", "f16", "f32"]),
-              help="Default: int4 for ONNX, q4_k_m for GGUF.")  # fmt: skip
-@click.option("--graph", type=click.Choice(["auto", "genai", "optimum"]), default="auto", show_default=True,
-              help="ONNX graph: onnxruntime-genai's (fast) or optimum's; auto: the fast one.")  # fmt: skip
+@_model_options
 @click.option("-n", "count", type=click.IntRange(min=1), default=1, show_default=True,
               help="Completions of the same prompt (>= 1).")  # fmt: skip
 @click.option("--temperature", type=float, default=0.8, show_default=True)
@@ -530,6 +543,35 @@ def generate_cmd(
             s = c.stats
             timing = f"{gen.artifact}: load {s['load_s']:.3f} s, first token {s['ttft_s'] * 1000:.0f} ms"
             click.echo(f"{timing}, {s['new_tokens']} tokens at {s['tokens_per_s']:,.0f} tok/s", err=True)
+
+
+@main.command("serve")
+@_model_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; the default is this machine only (0.0.0.0: all).")  # fmt: skip
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: a free one.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Completions decoded together (and the most one request may ask for with n).")  # fmt: skip
+@click.option("--max-requests", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Requests queued or decoding; more are refused with HTTP 429.")  # fmt: skip
+@click.option("--max-body-bytes", type=click.IntRange(min=1024), default=1 << 20, show_default=True,
+              help="Larger request bodies are refused with HTTP 413.")  # fmt: skip
+@click.option("--api-key-env", metavar="VAR",
+              help="Require `Authorization: Bearer KEY`, KEY from this environment variable.")  # fmt: skip
+@click.option("--threads", type=int, callback=_threads_option, help=THREADS_HELP)
+def serve_cmd(model_dir, fmt, quant, graph, host, port, max_batch, max_requests, max_body_bytes, api_key_env,
+              threads) -> None:  # fmt: skip
+    """Serve a model behind an OpenAI-compatible API (/v1/completions, /v1/chat/completions, streaming),
+    batching concurrent requests; see `fabulist.runtime.serve` for the request schema and limits."""
+    from fabulist.runtime.embedded import resolve
+    from fabulist.runtime.load import load_generator
+    from fabulist.runtime.serve import ServeConfig, api_key_from, serve
+
+    key = api_key_from(api_key_env)
+    folder = resolve(model_dir)
+    gen = load_generator(folder, fmt, quant, threads, graph)
+    config = ServeConfig(Path(folder).name, max_batch, max_requests, max_body_bytes, key)
+    serve(gen, config, host, port)
 
 
 @main.group("models", invoke_without_command=True)

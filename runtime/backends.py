@@ -146,6 +146,11 @@ class GenaiBackend:
     def _logits(self) -> np.ndarray:
         return self.gen.get_logits()[:, -1, :].astype(np.float32, copy=False)
 
+    def close(self) -> None:
+        """Free the generator and the model now. A long-lived process (`fabulist serve`) that leaves them to
+        interpreter exit gets onnxruntime-genai's "instances ... were leaked" report on stderr."""
+        self.gen = self.model = None
+
     def start(self, prompt_ids: list[int], n: int, new_tokens: int) -> np.ndarray:
         params = self.og.GeneratorParams(self.model)
         # The KV buffer is allocated for max_length tokens: only what this request can reach, not the
