@@ -471,6 +471,10 @@ def _model_options(f):
 @click.option("--stream/--no-stream", default=True, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print prompt, elements and completions as JSON.")
 @click.option("--stats", is_flag=True, help="Print load time, time to first token and tokens/s.")
+@click.option("--guide", is_flag=True, help="Force the requested moral as the last line and keep the "
+              "character's name (token-level constraints; see runtime/guide.py).")  # fmt: skip
+@click.option("--draft", "draft_dir", help="Speculative decoding: a smaller model folder (or embedded name) "
+              "with the same tokenizer drafts tokens the model checks; same distribution.")  # fmt: skip
 def generate_cmd(
     beginning,
     model_dir,
@@ -489,6 +493,8 @@ def generate_cmd(
     stream,
     as_json,
     stats,
+    guide,
+    draft_dir,
     **given,
 ) -> None:
     """Write fables with an exported model, offline (ONNX Runtime or llama.cpp; no torch)."""
@@ -509,6 +515,10 @@ def generate_cmd(
     model_dir = resolve(model_dir)
     gen = load_generator(model_dir, fmt, quant, threads, graph)
     gen.preflight(prompt, params, count)  # a batch that cannot fit is one line, before any output
+    guide = _guide_for(gen, prompt, params) if guide else None
+    if draft_dir and guide:
+        raise click.UsageError("--draft and --guide do not combine yet; use one of them")
+    stream = stream and not draft_dir  # drafted text is printed when complete
     if free and ff.trained_elements(model_dir) == ff.LISTS:
         click.echo(f"note: {Path(model_dir).name} was trained on list values only; the free-text "
                    f"{', '.join(free)} may be ignored (models trained on imported fables take any text)",
@@ -516,9 +526,14 @@ def generate_cmd(
     if not as_json:
         for kind, label in labels.items():
             click.echo(f"{kind.capitalize()}: {label}", err=True)
-    if stream and count == 1 and not as_json:
+    if draft_dir:
+        from fabulist.runtime.speculative import generate_drafted
+
+        completions = generate_drafted(gen, model_dir, resolve(draft_dir), fmt, quant, prompt, params, count,
+                                       threads)  # fmt: skip
+    elif stream and count == 1 and not as_json:
         click.echo(beginning or "", nl=False)
-        steps = gen.stream(prompt, params)
+        steps = gen.stream(prompt, params, guide=guide)
         try:
             while True:
                 click.echo(next(steps), nl=False)
@@ -526,7 +541,7 @@ def generate_cmd(
             completions = [done.value]
         click.echo()
     else:
-        completions = gen.generate(prompt, params, count)
+        completions = gen.generate(prompt, params, count, guide=guide)
     if as_json:
         out = {"prompt": prompt, "elements": labels, "beginning": beginning,
                "completions": [{"text": (beginning or "") + c.text, "finish_reason": c.finish_reason,
@@ -572,6 +587,16 @@ def serve_cmd(model_dir, fmt, quant, graph, host, port, max_batch, max_requests,
     gen = load_generator(folder, fmt, quant, threads, graph)
     config = ServeConfig(Path(folder).name, max_batch, max_requests, max_body_bytes, key)
     serve(gen, config, host, port)
+
+
+def _guide_for(gen, prompt: str, params):
+    """The guide for a prompt (its header's moral and character), checked against the token budget now,
+    before anything is printed."""
+    from fabulist.runtime.guide import Guide
+
+    guide = Guide.from_prompt(gen.tok, prompt)
+    guide.check_budget(gen.budget(gen.encode(prompt), params)[0])
+    return guide
 
 
 @main.group("models", invoke_without_command=True)
@@ -651,8 +676,10 @@ def eval_group() -> None:
               help="Prompt with the elements (free text or ids) of the first -n records of this fables "
                    "file (.jsonl/.parquet) that show a character, setting and moral, instead of "
                    "evaluation-region prompts.")  # fmt: skip
+@click.option("--guide", is_flag=True, help="Also write every fable with --guide (same prompts and seeds) "
+              "and show it beside the raw one; the bar is judged on raw output.")  # fmt: skip
 def eval_quality(model_dir, fmt, quant, count, temperature, top_p, seed, max_new_tokens, json_out,
-                 prompts_path) -> None:  # fmt: skip
+                 prompts_path, guide) -> None:  # fmt: skip
     """Judge-free quality bar on evaluation-region prompts (moral line, character, setting, moral)."""
     import json
 
@@ -677,15 +704,24 @@ def eval_quality(model_dir, fmt, quant, count, temperature, top_p, seed, max_new
     model_dir = resolve(model_dir)
     for one in quants:  # every artifact found before the first is loaded and scored
         artifact(Path(model_dir), fmt, one)
-    results = {}
+    results, guided = {}, {}
     for one in quants:
         gen = load_generator(model_dir, fmt, one)
         click.echo(f"{fmt} {one}: {gen.artifact}", err=True)
         results[one] = q.run(gen, count, temperature, seed, max_new_tokens, top_p=top_p, prompts=prompts)
+        if guide:
+            guided[one] = q.run(gen, count, temperature, seed, max_new_tokens, top_p=top_p, prompts=prompts,
+                                guided=True)  # fmt: skip
     names = list(results)
-    click.echo(f"{'':22s}" + "".join(f"{n:>10s}" for n in names) + "   target")
+    columns = [(n, results[n]) for n in names]
+    if guide:
+        columns = [c for n in names for c in ((n, results[n]), (f"{n}+guide", guided[n]))]
+        click.echo("the quality bar is judged on raw output; +guide columns show the same prompts and seeds "
+                   "written with --guide, for comparison")  # fmt: skip
+    width = max(10, *(len(n) + 2 for n, _ in columns))
+    click.echo(f"{'':22s}" + "".join(f"{n:>{width}s}" for n, _ in columns) + "   target")
     for key, target in [*q.TARGETS.items(), ("repetition_4gram", q.MAX_REPETITION), ("distinct_2", None)]:
-        cells = "".join(f"{results[n]['summary'][key]:>10.1%}" for n in names)
+        cells = "".join(f"{r['summary'][key]:>{width}.1%}" for _, r in columns)
         goal = (
             ""
             if target is None
@@ -694,7 +730,8 @@ def eval_quality(model_dir, fmt, quant, count, temperature, top_p, seed, max_new
         click.echo(f"{key:22s}{cells}   {goal}")
     for n in names:
         misses = q.verdict(results[n]["summary"])
-        click.echo(f"{n}: " + ("quality bar holds" if not misses else "misses: " + "; ".join(misses)))
+        verdict = "quality bar holds" if not misses else "misses: " + "; ".join(misses)
+        click.echo(f"{n}{' (raw)' if guide else ''}: {verdict}")
     if len(names) > 1:
         base = results[names[-1]]["summary"]
         worst = max(abs(results[names[0]]["summary"][k] - base[k]) for k in q.TARGETS)
@@ -702,6 +739,8 @@ def eval_quality(model_dir, fmt, quant, count, temperature, top_p, seed, max_new
     if json_out:
         payload = {"model": str(model_dir), "format": fmt, "n": count, "temperature": temperature,
                    "top_p": top_p, "seed": seed, "results": results}  # fmt: skip
+        if guide:
+            payload["guided"] = guided  # beside "results", which stays the raw output the bar is judged on
         write_atomic(json_out, json.dumps(payload, indent=1, ensure_ascii=False))
 
 

@@ -7,6 +7,10 @@ A backend holds a model and its KV cache and answers two calls: `start(prompt_id
 its KV cache to that) and `advance(tokens)` (one new token per sequence), both returning next-token
 logits of shape (n, vocab). Backends that cannot batch say `batched = False` and
 the generator runs their sequences one after another.
+
+With a `guide` (runtime/guide.py: `--guide`), each sequence keeps a guide state that forces tokens or bans
+some before the sampler draws (the requested moral line, the character's name); without one the loop is
+the plain sampler's, token for token.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 from fabulist import fable_format as ff
 from fabulist.errors import FabulistError
 from fabulist.runtime.detok import StreamDecoder
+from fabulist.runtime.guide import Guide
 from fabulist.runtime.sampling import SamplingParams, next_tokens
 
 
@@ -81,31 +86,36 @@ class Generator:
         if self.backend.batched:
             check_memory(n, tokens, getattr(self.backend, "kv_bytes", 0), self.tok.get_vocab_size())
 
-    def generate(self, prompt: str, params: SamplingParams, n: int = 1) -> list[Completion]:
-        """n completions of the same prompt (batched where the backend can)."""
+    def generate(
+        self, prompt: str, params: SamplingParams, n: int = 1, guide: Guide | None = None
+    ) -> list[Completion]:
+        """n completions of the same prompt (batched where the backend can), each under `guide` if any."""
         if n < 1:
             raise GenerationError("n must be at least 1")
         if self.backend.batched:
-            return self._run(prompt, params, list(range(n)))
-        return [c for i in range(n) for c in self._run(prompt, params, [i])]
+            return self._run(prompt, params, list(range(n)), guide)
+        return [c for i in range(n) for c in self._run(prompt, params, [i], guide)]
 
-    def stream(self, prompt: str, params: SamplingParams) -> Iterator[str]:
+    def stream(self, prompt: str, params: SamplingParams, guide: Guide | None = None) -> Iterator[str]:
         """Text pieces of one completion as decoded; the generator returns the Completion at the end."""
-        result = yield from self._steps(prompt, params, [0], stream=True)
+        result = yield from self._steps(prompt, params, [0], stream=True, guide=guide)
         return result[0]
 
-    def _run(self, prompt: str, params: SamplingParams, seeds: list[int]) -> list[Completion]:
-        steps = self._steps(prompt, params, seeds, stream=False)
+    def _run(self, prompt: str, params: SamplingParams, seeds: list[int], guide=None) -> list[Completion]:
+        steps = self._steps(prompt, params, seeds, stream=False, guide=guide)
         try:
             while True:
                 next(steps)
         except StopIteration as done:
             return done.value
 
-    def _steps(self, prompt: str, params: SamplingParams, seeds: list[int], stream: bool):
+    def _steps(self, prompt: str, params: SamplingParams, seeds: list[int], stream: bool, guide=None):
         ids = self.encode(prompt)
         limit, clipped = self.budget(ids, params)
         n = len(seeds)
+        if guide is not None:
+            guide.check_budget(limit)
+        guides = [guide.start(prompt.partition(ff.STORY)[2]) for _ in range(n)] if guide else None
         rngs = [np.random.default_rng(None if params.seed is None else [params.seed, s]) for s in seeds]
         decoders = [StreamDecoder(self.tok, self.specials) for _ in range(n)]
         texts, tokens, reasons = [""] * n, [[] for _ in range(n)], [None] * n
@@ -124,6 +134,8 @@ class Generator:
             drawn = dict(
                 zip(live, next_tokens(rows, params, [rngs[i] for i in live], seen).tolist(), strict=True)
             )
+            if guides:
+                _guide(drawn, rows, live, guides, [limit - len(tokens[i]) for i in live], params, rngs, seen)
             first = first or time.perf_counter()
             picks = [drawn.get(i, self.eos) for i in range(n)]
             for i in live:
@@ -150,6 +162,31 @@ class Generator:
             stats = _stats(self.load_seconds, t0, first, elapsed, len(tokens[i]), len(ids))
             out.append(Completion(texts[i], tokens[i], reasons[i] or "length", clipped, stats))
         return out
+
+
+def _guide(drawn: dict, rows: np.ndarray, live: list[int], guides: list, left: list[int], params, rngs, seen):
+    """Let each live sequence's guide overrule its draw (in place): a forced token replaces it; a banned
+    one is drawn again from the row with the bans at -inf. Drawing first and again only when banned
+    samples the same distribution as masking first (p(t) / (1 - p(banned)) either way), and a guided
+    fable equals the unguided one, token for token, until the first step a constraint changes."""
+    again = []
+    for j, i in enumerate(live):
+        tok = guides[i].forced(left[j])
+        bans = None if tok is not None else guides[i].banned()
+        if tok is not None:
+            drawn[i] = tok
+        elif bans is not None and (bans == drawn[i]).any():
+            again.append((j, i, bans))
+    if again:
+        masked = rows[[j for j, _, _ in again]].copy()
+        for r, (_, _, bans) in enumerate(again):
+            masked[r, bans] = -np.inf
+        redrawn = next_tokens(masked, params, [rngs[i] for _, i, _ in again], [seen[j] for j, _, _ in again])
+        for (_, i, _), tok in zip(again, redrawn.tolist(), strict=True):
+            drawn[i] = tok
+    for i in live:
+        drawn[i] = guides[i].drawn(drawn[i])
+        guides[i].push(drawn[i])
 
 
 def _apply_stop(text: str, piece: str, stops: tuple[str, ...]) -> tuple[str, str, str | None]:

@@ -56,13 +56,37 @@ def next_tokens(
 ) -> np.ndarray:
     """One token id per row of (n, V) logits, row i drawing from rngs[i]; a batch of one gives the same
     token as the row alone, so n sequences sampled together equal the n sampled one by one."""
-    if params.repetition_penalty != 1.0:
-        ids = [np.unique(np.asarray(s() if callable(s) else s, dtype=np.int64)) for s in seen]
-        logits = np.stack(
-            [penalise(row, i, params.repetition_penalty) for row, i in zip(logits, ids, strict=True)]
-        )
+    logits = _penalised(logits, params, seen)
     if params.temperature == 0:
         return np.argmax(logits, axis=1)
+    probs = _weights(logits, params)
+    cumulative = np.cumsum(probs, axis=1)
+    # inverse CDF: one uniform draw per row, as rng.choice(p=...) does, without its validation passes
+    u = np.array([rng.random() for rng in rngs]) * cumulative[:, -1]
+    return np.minimum((cumulative <= u[:, None]).sum(axis=1), probs.shape[1] - 1)
+
+
+def probabilities(logits: np.ndarray, params: SamplingParams, seen: list | None = None) -> np.ndarray:
+    """(n, V): the distribution `next_tokens` draws each row from, normalised (greedy: all mass on the
+    argmax). Speculative decoding compares a draft's and a target's with it."""
+    logits = _penalised(logits, params, seen)
+    if params.temperature == 0:
+        out = np.zeros(logits.shape, dtype=np.float64)
+        out[np.arange(len(logits)), np.argmax(logits, axis=1)] = 1.0
+        return out
+    probs = _weights(logits, params)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def _penalised(logits: np.ndarray, params: SamplingParams, seen: list | None) -> np.ndarray:
+    if params.repetition_penalty == 1.0:
+        return logits
+    ids = [np.unique(np.asarray(s() if callable(s) else s, dtype=np.int64)) for s in seen]
+    return np.stack([penalise(row, i, params.repetition_penalty) for row, i in zip(logits, ids, strict=True)])
+
+
+def _weights(logits: np.ndarray, params: SamplingParams) -> np.ndarray:
+    """Unnormalised sampling weights of (n, V) logits: temperature, then top-k, then top-p."""
     x = logits.astype(np.float64) / params.temperature
     vocab = x.shape[1]
     if params.top_k and params.top_k < vocab:
@@ -71,10 +95,7 @@ def next_tokens(
     probs = np.exp(x - x.max(axis=1, keepdims=True))
     if params.top_p < 1.0:
         probs = nucleus_rows(probs, params.top_p)
-    cumulative = np.cumsum(probs, axis=1)
-    # inverse CDF: one uniform draw per row, as rng.choice(p=...) does, without its validation passes
-    u = np.array([rng.random() for rng in rngs]) * cumulative[:, -1]
-    return np.minimum((cumulative <= u[:, None]).sum(axis=1), vocab - 1)
+    return probs
 
 
 def nucleus_rows(probs: np.ndarray, top_p: float, first: int = 64) -> np.ndarray:

@@ -47,6 +47,11 @@ Checks for the glitches a reader notices (each is True when the fable is free of
 
 Across fables: the rate of each check, the mean repetition and distinct-2 over all fables (the data
 stage's definition). Pure Python + numpy on top of the runtime: no torch.
+
+`--guide` also writes every fable again with the runtime's guide (runtime/guide.py: the requested moral
+forced as the last line, the character's name kept), same prompts and seeds, and shows both side by side.
+The quality bar is a property of the model, so it is always judged on the raw (unguided) fables; the
+guided columns show what a user of `fabulist generate --guide` gets.
 """
 
 from __future__ import annotations
@@ -355,18 +360,21 @@ def prompts_from(path, n: int) -> tuple[list[dict], int]:
 
 
 def run(generator, n: int = 200, temperature: float = 0.8, seed: int = 0, max_new_tokens: int = 400,
-        progress: bool = True, top_p: float = 1.0, prompts: list[dict] | None = None) -> dict:  # fmt: skip
+        progress: bool = True, top_p: float = 1.0, prompts: list[dict] | None = None,
+        guided: bool = False) -> dict:  # fmt: skip
     """Generate one fable per evaluation prompt (`prompts`, default: n from the evaluation region) with
-    the runtime's Generator and score them."""
+    the runtime's Generator and score them; `guided`: each under the guide its prompt asks for."""
     from tqdm import tqdm
 
+    from fabulist.runtime.guide import Guide
     from fabulist.runtime.sampling import SamplingParams
 
     rows, fables = [], []
     for i, p in enumerate(tqdm(prompts or eval_prompts(n, seed), unit="fable", disable=not progress)):
         params = SamplingParams(temperature=temperature, top_p=top_p, seed=seed * 100_003 + i,
                                 max_new_tokens=max_new_tokens)  # fmt: skip
-        fable = generator.generate(p["prompt"], params)[0].text
+        guide = Guide.from_prompt(generator.tok, p["prompt"]) if guided else None
+        fable = generator.generate(p["prompt"], params, guide=guide)[0].text
         asked = {"ids": p["ids"]} if "ids" in p else {"texts": p["texts"]}
         rows.append({**check(fable, p.get("ids"), p.get("texts")), **asked, "fable": fable})
         fables.append(fable)

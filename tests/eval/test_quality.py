@@ -177,3 +177,23 @@ def test_cli_rejects_a_top_p_outside_0_1():
 
     res = CliRunner().invoke(main, ["eval", "quality", "--model", "fable-5m", "--top-p", "0"])
     assert res.exit_code == 2 and "error: need temperature >= 0, top_k >= 0, 0 < top_p <= 1" in res.output
+
+
+@pytest.mark.slow
+def test_cli_guide_shows_raw_and_guided_and_judges_raw(tmp_path):
+    """The embedded model: same prompts and seeds raw and guided; every guided fable ends with its exact
+    requested moral line; the bar's verdict names the raw column."""
+    out = tmp_path / "quality.json"
+    cmd = [sys.executable, "-m", "fabulist.cli", "eval", "quality", "--model", "fable-5m", "-n", "3",
+           "--max-new-tokens", "60", "--guide", "--json", str(out)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "the quality bar is judged on raw output" in result.stdout
+    header = result.stdout.splitlines()[1].split()
+    assert header[:2] == ["int4", "int4+guide"] and "int4 (raw): " in result.stdout
+    data = json.loads(out.read_text())
+    raw, guided = data["results"]["int4"]["rows"], data["guided"]["int4"]["rows"]
+    assert [r["ids"] for r in raw] == [r["ids"] for r in guided]
+    for row in guided:
+        moral = el.lookup("moral", row["ids"]["moral"]).text
+        assert row["fable"].rstrip().splitlines()[-1] == f"Moral: {moral}"
