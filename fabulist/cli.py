@@ -346,12 +346,13 @@ def train_cmd(list_presets, resume, use_compile, shape, **options) -> None:
                 f"{p.num_key_value_heads:>4}{p.intermediate_size:>6}{p.context:>6}{p.lr:>8.0e}{millions:>12.1f}M"
             )
         return
+    from fabulist.eval.training import probe_for
     from fabulist.train.trainer import TrainConfig, train
 
     if not options["data"] or not options["out"]:
         raise click.UsageError("--data and --out are required")
     cfg = TrainConfig(compile=use_compile, shape=presets.parse_shape(shape) if shape else None, **options)
-    record = train(cfg, resume=resume)
+    record = train(cfg, resume=resume, quality=probe_for(cfg))
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if not record["complete"]:

@@ -25,19 +25,31 @@ class TorchBackend:
 
         if threads:
             torch.set_num_threads(threads)
-        self.torch = torch
-        self.model = load_reference(model_dir)
-        self.context = self.model.config.max_position_embeddings
-        self.past = None
+        self._wrap(load_reference(model_dir), None)
+
+    @classmethod
+    def from_model(cls, model, context: int | None = None) -> TorchBackend:
+        """Over a model already in memory (the one being trained, on its device), without copying it."""
+        backend = cls.__new__(cls)
+        backend._wrap(model, context)
+        return backend
+
+    def _wrap(self, model, context: int | None) -> None:
+        import torch
+
+        self.torch, self.model, self.past = torch, model, None
+        self.device = next(model.parameters()).device
+        self.context = context or model.config.max_position_embeddings
 
     def check_vocab(self, vocab: int) -> None:  # the checkpoint defines config.json: nothing to check
         pass
 
     def _forward(self, ids: list[list[int]]) -> np.ndarray:
         with self.torch.inference_mode():
-            out = self.model(self.torch.tensor(ids), past_key_values=self.past, use_cache=True)
+            ids = self.torch.tensor(ids, device=self.device)
+            out = self.model(ids, past_key_values=self.past, use_cache=True)
         self.past = out.past_key_values
-        return out.logits[:, -1, :].float().numpy()  # (n, V)
+        return out.logits[:, -1, :].float().cpu().numpy()  # (n, V)
 
     def start(self, prompt_ids: list[int], n: int, new_tokens: int) -> np.ndarray:
         self.past = None

@@ -92,6 +92,7 @@ def train_config(cfg: LadderConfig, rung: Rung, data: Data, out: Path):
 
 def train_rung(cfg: LadderConfig, rung: Rung, data: Data, out: Path, progress: bool) -> tuple[dict, str]:
     """(training record, "done" | "resumed" | "trained")."""
+    from fabulist.eval.training import probe_for
     from fabulist.train.trainer import train
 
     record_path = out / "training.json"
@@ -104,7 +105,8 @@ def train_rung(cfg: LadderConfig, rung: Rung, data: Data, out: Path, progress: b
             )
         return record, "done"
     resume = (out / "run.json").exists()
-    record = train(train_config(cfg, rung, data, out), resume=resume, progress=progress)
+    config = train_config(cfg, rung, data, out)
+    record = train(config, resume=resume, progress=progress, quality=probe_for(config))
     if not record["complete"]:
         raise LadderError(
             f"rung {rung.name} stopped at step {record['steps']}; run the ladder again to resume"

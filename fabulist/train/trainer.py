@@ -14,6 +14,10 @@ checkpoint exactly: the learning rate is a function of the step, the block order
 
 The global batch (`--batch-size` sequences per optimizer step) stays the same whatever the number of
 processes: each of W processes takes batch/(W x accum) sequences per micro-step.
+
+This module is the loop (devices, DDP, losses, evaluation, the optimizer steps). Beside it: config.py (the
+configuration and the schedule), checkpoint.py (the run folder and exact resume), folder.py (the Hugging
+Face folder, training.json and the plots), data.py (documents to rows) and tokenizer.py.
 """
 
 from __future__ import annotations
@@ -23,78 +27,27 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fabulist import fable_format as ff
 from fabulist import locks
-from fabulist.errors import FabulistError
 from fabulist.records import AppendLog, file_sha256, write_atomic
 from fabulist.train import data as td
 from fabulist.train import presets
 from fabulist.train import tokenizer as tk
+from fabulist.train.checkpoint import latest_checkpoint, load_checkpoint, prepare_out, save_checkpoint
+from fabulist.train.config import TrainConfig, TrainError, lr_at
+from fabulist.train.folder import export_hf, keep_rows_up_to, last_valid_loss
+
+QualityFn = Callable[[Any, Any, int], "dict | None"]  # (model, tokenizer, context) -> a metrics row or None
 
 SAMPLE_PROMPTS = (
     {"character": "Fox", "trait": "Greedy", "setting": "Orchard", "moral": "Sharing brings joy."},
     {"character": "Tortoise", "trait": "Patient"},
 )
-
-
-class TrainError(FabulistError):
-    """A training run that cannot start or resume."""
-
-
-@dataclass
-class TrainConfig:
-    preset: str = "fable-5m"
-    data: str = ""
-    valid: str | None = None
-    out: str = ""
-    tokenizer: str | None = None
-    vocab_size: int = 4096
-    context: int | None = None  # default: the preset's
-    batch_size: int = 16  # sequences per optimizer step, over all processes
-    grad_accum: int = 1
-    max_steps: int | None = None  # default: --max-tokens, else --epochs passes over the training rows
-    max_tokens: int | None = None  # train on about this many tokens (padding not counted): sets max_steps
-    epochs: float = 1.0
-    lr: float | None = None  # default: the preset's
-    min_lr_ratio: float = 0.1
-    warmup_steps: int | None = None  # default: 5% of the steps, at most 100
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    eval_every: int = 0  # 0: ten evaluations per run
-    eval_batches: int = 8
-    eval_fables: int = 8  # fables sampled at each evaluation for judge-free quality metrics (0: none)
-    eval_max_tokens: int = 320  # their length limit (never past the training context)
-    sample_every: int = 0  # 0: at every evaluation
-    save_every: int = 200
-    seed: int = 0
-    device: str = "auto"
-    compile: bool = False
-    stop_after: int | None = None  # stop (with a checkpoint) at this step; --resume continues
-    shape: dict | None = None  # a custom shape (presets.SHAPE_KEYS); `preset` then only names it
-    packing: str = "docs"  # docs: whole documents per row; stream: fixed blocks across documents (data.py)
-    loss_on: str = "story"  # story: header targets ignored; all: every real token
-    init: str | None = None  # start from this model folder's weights (and its tokenizer) instead of random
-
-    def identity(self) -> dict:
-        """The fields that must match for a checkpoint to be resumed by this configuration."""
-        skip = {"max_steps", "max_tokens", "epochs", "eval_every", "eval_batches", "eval_fables",
-                "eval_max_tokens", "sample_every", "save_every", "device", "compile",
-                "stop_after"}  # fmt: skip
-        if self.shape is None:  # runs from before custom shapes resume unchanged
-            skip.add("shape")
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at max_steps."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    floor = cfg.lr * cfg.min_lr_ratio
-    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -134,31 +87,6 @@ def pick_device(name: str, dist: Dist):
 # --- run folder ------------------------------------------------------------------------------------------
 
 
-def prepare_out(cfg: TrainConfig, resume: bool, data_hash: str) -> Path:
-    """Create or check the run folder; refuse to mix two different runs in one folder."""
-    out = Path(cfg.out)
-    run_file = out / "run.json"
-    wanted = {"config": cfg.identity(), "data_sha256": data_hash}
-    if run_file.exists():
-        try:
-            existing = json.loads(run_file.read_text())
-        except json.JSONDecodeError:
-            raise TrainError(f"{run_file} is corrupt; choose another --out") from None
-        if existing.get("config") != wanted["config"] or existing.get("data_sha256") != data_hash:
-            diff = sorted(
-                k for k in wanted["config"] if existing.get("config", {}).get(k) != wanted["config"][k]
-            )
-            what = ", ".join(diff) if diff else "the training data"
-            raise TrainError(f"{out} already holds a different run (differs in {what}); choose another --out")
-        if not resume:
-            raise TrainError(f"{out} already holds this run; pass --resume to continue it")
-    elif resume:
-        raise TrainError(f"--resume: {out} holds no run to resume")
-    elif out.exists() and any(out.iterdir()):
-        raise TrainError(f"{out} is not empty and holds no fabulist run; choose another --out")
-    return out
-
-
 def _build_tokenizer(cfg: TrainConfig, out: Path, train_docs: list[str], dist: Dist, context: int):
     """Rank 0 trains (or copies) the tokenizer into the run folder; every rank then loads it from there."""
     source = cfg.tokenizer or cfg.init  # a model to start from brings its own tokenizer
@@ -174,59 +102,6 @@ def _barrier(dist: Dist) -> None:
         import torch.distributed as torch_dist
 
         torch_dist.barrier()
-
-
-# --- checkpoints -----------------------------------------------------------------------------------------
-
-
-def save_checkpoint(folder: Path, model, optimizer, state: dict) -> None:
-    """model.safetensors + optimizer.pt + rng.safetensors + state.json, renamed into place at the end."""
-    import shutil
-
-    import torch
-    from safetensors.torch import save_file
-
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    weights.pop("lm_head.weight", None)  # tied to the embedding
-    save_file(weights, tmp / "model.safetensors")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    save_file({"cpu": torch.get_rng_state()}, tmp / "rng.safetensors")
-    write_atomic(tmp / "state.json", json.dumps(state, indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    found = sorted((out / "checkpoints").glob("step-*[0-9]"))
-    return found[-1] if found else None
-
-
-def load_checkpoint(folder: Path, model, optimizer, identity: dict) -> dict:
-    """Restore model, optimizer and RNG; only tensors are loaded (weights_only), never pickled objects."""
-    import torch
-    from safetensors.torch import load_file
-
-    try:
-        state = json.loads((folder / "state.json").read_text())
-        weights = load_file(folder / "model.safetensors")
-        optim_state = torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu")
-        rng = load_file(folder / "rng.safetensors")["cpu"]
-    except Exception as exc:  # safetensors, torch and json each raise their own types
-        raise TrainError(f"checkpoint {folder} is corrupt or incomplete ({exc.__class__.__name__})") from None
-    if state.get("identity") != identity:
-        raise TrainError(f"checkpoint {folder} was made by a different configuration; cannot resume it")
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected or [k for k in missing if k != "lm_head.weight"]:
-        raise TrainError(f"checkpoint {folder} does not match the model shape")
-    try:
-        optimizer.load_state_dict(optim_state)
-    except (ValueError, KeyError):
-        raise TrainError(f"checkpoint {folder}: optimizer state does not match the model") from None
-    torch.set_rng_state(rng)
-    return state
 
 
 # --- the loop --------------------------------------------------------------------------------------------
@@ -327,60 +202,6 @@ def samples(model, tok, step: int, device) -> list[dict]:
     return out
 
 
-QUALITY_SEED = 0  # the same evaluation-region prompts and sampling seed at every evaluation of every run
-QUALITY_KEYS = ("moral_line", "character", "setting", "moral_stated", "one_name", "no_glitch", "introduced",
-                "distinct_2", "repetition_4gram")  # fmt: skip
-SMALL_MODEL = 50_000_000  # parameters under which CPU decoding of the quality fables uses one thread
-
-
-def quality_metrics(model, tok, n: int, max_tokens: int, context: int, device) -> dict | None:
-    """Judge-free metrics (`fabulist.eval.quality`: element coverage, 4-gram repetition, distinct-2) of n
-    fables sampled as one left-padded batch at temperature 0.8 from fixed evaluation-region prompts (never
-    trained on), or None when there is no room for a fable. The training RNG is left as it was."""
-    import torch
-
-    from fabulist.eval import quality
-
-    if n < 1:
-        return None
-    special = tk.special_ids(tok)
-    prompts = quality.eval_prompts(n, QUALITY_SEED)
-    ids = [tok.encode(p["prompt"], add_special_tokens=False).ids for p in prompts]
-    width = max(map(len, ids))
-    new = min(max_tokens, context - width)
-    if new < 1:
-        return None
-    batch = torch.full((n, width), special["pad"], dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for i, row in enumerate(ids):  # left padding: every prompt ends where generation starts
-        batch[i, width - len(row) :] = torch.tensor(row)
-        mask[i, width - len(row) :] = 1
-    model.eval()
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    threads = torch.get_num_threads()
-    if device.type == "cpu" and sum(p.numel() for p in model.parameters()) < SMALL_MODEL:
-        torch.set_num_threads(1)  # decoding a small model is all per-op overhead: threads only contend
-    try:
-        with torch.random.fork_rng(devices=cuda), torch.no_grad():
-            torch.manual_seed(QUALITY_SEED)
-            out = model.generate(
-                batch.to(device), attention_mask=mask.to(device), max_new_tokens=new, do_sample=True,
-                temperature=0.8, top_k=0, top_p=1.0, eos_token_id=special["eos"], pad_token_id=special["pad"],
-            )  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)  # training runs with the threads it had
-        model.train()
-    rows, fables = [], []
-    for p, seq in zip(prompts, out[:, width:].tolist(), strict=True):
-        if special["eos"] in seq:
-            seq = seq[: seq.index(special["eos"])]
-        fable = tok.decode(seq)
-        rows.append(quality.check(fable, p["ids"]))
-        fables.append(fable)
-    summary = quality.summarize(rows, fables)
-    return {**{k: round(float(summary[k]), 4) for k in QUALITY_KEYS}, "fables": n, "max_new_tokens": new}
-
-
 @dataclass
 class Loaded:
     tok: object
@@ -467,8 +288,14 @@ def check_config(cfg: TrainConfig, dist: Dist) -> presets.Preset:
     return preset
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Run (or resume) one training run; returns the training record written to training.json."""
+def train(
+    cfg: TrainConfig, resume: bool = False, progress: bool = True, quality: QualityFn | None = None
+) -> dict:
+    """Run (or resume) one training run; returns the training record written to training.json.
+
+    `quality(model, tokenizer, context)`, when given, measures the model at each evaluation (a metrics dict
+    that goes into metrics.jsonl and quality.png, or None): `fabulist.eval.training.QualityProbe` is the one
+    `fabulist train` and the ladder pass; the trainer itself knows nothing of how fables are scored."""
     import torch
 
     if cfg.device == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -481,10 +308,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     # out.lock beside the run folder, held by the main process while this run trains: a second run of the
     # same folder is refused with the holder's PID
     with locks.exclusive(cfg.out, "training run") if dist.main else contextlib.nullcontext():
-        return _train(cfg, dist, preset, context, resume, progress)
+        return _train(cfg, dist, preset, context, resume, progress, quality)
 
 
-def _train(cfg: TrainConfig, dist: Dist, preset, context: int, resume: bool, progress: bool) -> dict:
+def _train(cfg: TrainConfig, dist: Dist, preset, context: int, resume: bool, progress: bool,
+           quality: QualityFn | None) -> dict:  # fmt: skip
     import torch
 
     out = prepare_out(cfg, resume, file_sha256(cfg.data)) if dist.main else Path(cfg.out)
@@ -507,7 +335,7 @@ def _train(cfg: TrainConfig, dist: Dist, preset, context: int, resume: bool, pro
     if resume and (ckpt := latest_checkpoint(out)) is not None:
         state = load_checkpoint(ckpt, model, optimizer, {"config": cfg.identity(), "data": loaded.data_hash})
     runner = torch.nn.parallel.DistributedDataParallel(model) if dist.world > 1 else model
-    loop = Loop(cfg, dist, device, runner, model, optimizer, loaded, out, context)
+    loop = Loop(cfg, dist, device, runner, model, optimizer, loaded, out, context, quality)
     return loop.run(state, progress)
 
 
@@ -549,8 +377,9 @@ def set_lr(optimizer, lr: float) -> None:
 class Loop:
     """The optimisation loop of one process; rank 0 also logs, samples, checkpoints and exports."""
 
-    def __init__(self, cfg, dist, device, runner, model, optimizer, loaded: Loaded, out: Path, context: int):
-        self.cfg, self.dist, self.device = cfg, dist, device
+    def __init__(self, cfg, dist, device, runner, model, optimizer, loaded: Loaded, out: Path, context: int,
+                 quality: QualityFn | None = None):  # fmt: skip
+        self.cfg, self.dist, self.device, self.quality = cfg, dist, device, quality
         self.runner, self.model, self.optimizer = runner, model, optimizer
         self.data, self.out, self.context = loaded, out, context
         self.autocast = device.type == "cuda"
@@ -648,9 +477,8 @@ class Loop:
             row |= {"valid_loss": round(loss, 5), "valid_ppl": round(math.exp(loss), 3)}
         if not self.dist.main:
             return
-        if step % cfg.eval_every == 0 or last:
-            got = quality_metrics(self.model, self.data.tok, cfg.eval_fables, cfg.eval_max_tokens,
-                                  self.context, self.device)  # fmt: skip
+        if self.quality is not None and (step % cfg.eval_every == 0 or last):
+            got = self.quality(self.model, self.data.tok, self.context)
             if got is not None:
                 row["quality"] = got
         with AppendLog(self.out / "metrics.jsonl") as log:
@@ -697,100 +525,3 @@ class Loop:
             export_hf(self.model, self.data.tok, self.out, record)
         _barrier(self.dist)
         return record
-
-
-def keep_rows_up_to(path: Path, step: int) -> None:
-    """Drop log rows after `step` (written after the checkpoint a resumed run restarts from)."""
-    if not path.exists():
-        return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["step"] <= step]
-    if len(kept) != len(lines):
-        write_atomic(path, "".join(line + "\n" for line in kept))
-
-
-def last_valid_loss(path: Path) -> float | None:
-    if not path.exists():
-        return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    losses = [r["valid_loss"] for r in rows if "valid_loss" in r]
-    return losses[-1] if losses else None
-
-
-def export_hf(model, tok, out: Path, record: dict) -> None:
-    """The Hugging Face folder every later stage reads, the training record and the loss-curve PNG."""
-    from transformers import GenerationConfig
-
-    model.save_pretrained(out, safe_serialization=True)
-    special = tk.special_ids(tok)
-    GenerationConfig(
-        bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special["pad"],
-        do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=400,
-    ).save_pretrained(out)  # fmt: skip
-    write_atomic(out / "training.json", json.dumps(record, indent=1))
-    plot_losses(out / "metrics.jsonl", out / "loss.png")
-    plot_quality(out / "metrics.jsonl", out / "quality.png")
-
-
-def plot_losses(metrics: Path, png: Path) -> None:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    ax.plot([r["tokens"] for r in rows], [r["loss"] for r in rows], label="train", lw=1)
-    valid = [r for r in rows if "valid_loss" in r]
-    if valid:
-        ax.plot([r["tokens"] for r in valid], [r["valid_loss"] for r in valid], "o-", label="validation")
-    ax.set(xlabel="tokens seen", ylabel="cross-entropy (nats/token)", title=f"{png.parent.name}: loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    write_atomic(png, buf.getvalue())
-
-
-def plot_quality(metrics: Path, png: Path) -> bool:
-    """Validation loss against the judge-free quality metrics of each evaluation (element coverage on the
-    left; distinct-2 and 4-gram repetition on the right), points joined in step order; against the step
-    when the run has no validation data. False (and no file) when no evaluation measured quality."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if "quality" in r]
-    if not rows:
-        return False
-    by_loss = all("valid_loss" in r for r in rows)
-    x = [r["valid_loss"] if by_loss else r["step"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
-    coverage = ("moral_line", "character", "setting", "moral_stated", "one_name", "no_glitch", "introduced")
-    groups = (coverage, ("distinct_2", "repetition_4gram"))
-    for ax, keys in zip(axes, groups, strict=True):
-        for k in (k for k in keys if all(k in r["quality"] for r in rows)):  # older runs lack newer checks
-            ax.plot(x, [r["quality"][k] for r in rows], "o-", ms=3, label=k)
-        ax.set(xlabel="validation loss (nats/token)" if by_loss else "step", ylim=(-0.02, 1.02))
-        if by_loss and len(set(x)) > 1:
-            ax.invert_xaxis()  # training goes to the right
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0].set(ylabel="share of fables", title="element coverage and glitch-free fables")
-    axes[1].set(title="diversity and repetition")
-    n = rows[-1]["quality"]["fables"]
-    fig.suptitle(f"{png.parent.name}: judge-free quality of {n} sampled fables per evaluation")
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    write_atomic(png, buf.getvalue())
-    return True

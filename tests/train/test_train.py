@@ -6,7 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fabulist.train import trainer
+from fabulist.eval import quality
+from fabulist.eval.torch_backend import load_torch_generator
+from fabulist.eval.training import KEYS, probe_for
 from fabulist.train.trainer import TrainConfig, train
 
 pytestmark = pytest.mark.slow
@@ -91,7 +93,8 @@ def test_evaluations_record_judge_free_quality_without_changing_training(fables,
     """--eval-fables: each evaluation samples fables at fixed evaluation-region prompts and records element
     coverage, distinct-2 and 4-gram repetition in metrics.jsonl, plotted against the validation loss in
     quality.png; the training itself (losses, weights) is exactly that of a run without them."""
-    with_q = train(config(fables, tmp_path / "q", eval_fables=3, eval_max_tokens=24), progress=False)
+    cfg = config(fables, tmp_path / "q", eval_fables=3, eval_max_tokens=24)
+    with_q = train(cfg, progress=False, quality=probe_for(cfg))
     without = train(config(fables, tmp_path / "plain", eval_fables=0), progress=False)
     assert losses(tmp_path / "q") == losses(tmp_path / "plain")
     assert with_q["final_valid_loss"] == without["final_valid_loss"]
@@ -104,7 +107,12 @@ def test_evaluations_record_judge_free_quality_without_changing_training(fables,
     for r in evals:
         q = r["quality"]
         assert q["fables"] == 3 and 1 <= q["max_new_tokens"] <= 24
-        assert all(0.0 <= q[k] <= 1.0 for k in trainer.QUALITY_KEYS)
+        assert all(0.0 <= q[k] <= 1.0 for k in KEYS)
     assert (tmp_path / "q" / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (tmp_path / "plain" / "quality.png").exists()
     assert not any("quality" in r for r in map(json.loads, (tmp_path / "plain" / "metrics.jsonl").open()))
+    # The last evaluation scored the final weights exactly as `fabulist eval quality --format torch` scores
+    # the saved model: same prompts, seeds, sampler and rules, so the same numbers.
+    saved = quality.run(load_torch_generator(tmp_path / "q"), seed=0, max_new_tokens=evals[-1]["quality"][
+        "max_new_tokens"], progress=False, prompts=quality.eval_prompts(3, 0))["summary"]  # fmt: skip
+    assert {k: round(float(saved[k]), 4) for k in KEYS} == {k: evals[-1]["quality"][k] for k in KEYS}
