@@ -28,6 +28,7 @@ def combos(n: int, seed: int) -> list[tuple[dict, int]]:
 
 
 SAMPLE = combos(300, seed=20240611)
+CLAUSES = (("conflict", "problem"), ("conflict", "task"), ("resolution", "outcome"))  # element kind, field
 FABLES = [write_fable(e, s) for e, s in SAMPLE]
 
 
@@ -112,9 +113,17 @@ def test_every_element_is_present():
         assert e["trait"].name in fable or e["trait"].noun in fable
         assert fable.splitlines()[-1] == "Moral: " + e["moral"].text
         assert fable.count("Moral:") == 1
-        for template in (e["conflict"].problem, e["conflict"].task, e["resolution"].outcome):
-            for piece in literal_pieces(template):
-                assert re.search(any_wording(piece.lower()), lower), (piece, fable)
+        for kind, field in CLAUSES:
+            assert said(procedural.wordings(e[kind], field), lower), (e[kind].id, field, fable)
+
+
+def said(wordings: tuple[str, ...], lower: str) -> bool:
+    """Whether the fable says one of a clause's documented wordings: all of its literal pieces, each in any
+    of its phrase wordings."""
+    return any(
+        all(re.search(any_wording(piece.lower()), lower) for piece in literal_pieces(wording))
+        for wording in wordings
+    )
 
 
 def test_element_clauses_use_the_documented_wordings():
@@ -128,13 +137,32 @@ def test_element_clauses_use_the_documented_wordings():
     assert re.fullmatch(any_wording("could not climb out"), "couldn't climb out")
     assert not re.fullmatch(any_wording("could not climb out"), "could climb out")
 
-    # Over the sample, the clauses are said in more than their list wording.
-    def as_listed(e: dict, fable: str) -> bool:
-        templates = (e["conflict"].problem, e["resolution"].outcome)
-        return all(p.lower() in fable.lower() for t in templates for p in literal_pieces(t))
+    # Over the sample, a clause is said in its list wording about as often as in each of its variants.
+    for kind, field in CLAUSES:
+        listed = sum(
+            said(procedural.wordings(e[kind], field)[:1], fable.lower())
+            for (e, _), fable in zip(SAMPLE, FABLES, strict=True)
+        )
+        assert 0.08 * len(SAMPLE) < listed < 0.45 * len(SAMPLE), (field, listed)
 
-    plain = sum(as_listed(e, f) for (e, _), f in zip(SAMPLE, FABLES, strict=True))
-    assert 0.3 * len(SAMPLE) < plain < 0.9 * len(SAMPLE)
+
+def test_clause_variants_are_wordings_of_shipped_clauses():
+    """grammars/v2.json's clause_variants name shipped elements, use only the clause slots, and say each
+    clause anew: a lower-case clause without end punctuation (a task "to ..."), unlike its other wordings."""
+    slots = {"hero", "friend", "he", "his", "him", "himself", "f_he", "f_his", "f_him"}
+    kinds = {"problem": "conflict", "task": "conflict", "outcome": "resolution"}
+    for field, variants in procedural.G.clause_variants.items():
+        ids = {e.id for e in LISTS[kinds[field]]}
+        assert set(variants) == ids, field  # every clause has variants, and no variant names a missing id
+        for element in LISTS[kinds[field]]:
+            wordings = procedural.wordings(element, field)
+            assert len(wordings) == len(set(wordings)) >= 3, (element.id, field)
+            for wording in wordings[1:]:
+                used = {name for _, name, _, _ in string.Formatter().parse(wording) if name}
+                assert used <= slots, (element.id, wording)
+                assert wording[-1] not in ".!?," and not re.search(r'[A-Z"]', wording), wording
+                # A task follows "decided", "made a plan"; a problem follows "that" or a time ("One day, ").
+                assert wording.startswith("to ") == (field == "task") or field == "outcome", wording
 
 
 def test_word_counts_within_bounds():
@@ -234,17 +262,15 @@ def test_teacher_reports_an_unknown_element_as_an_error():
 
 @pytest.mark.slow
 def test_diversity_does_not_regress():
-    """The distinct-2 target (>= 0.30) holds, and self-BLEU-4 stays where it is: v2 measured distinct-2
-    0.309 and self-BLEU-4 0.532 on these 500 random fables (v1: 0.207 and 0.686;
-    benchmarks/procedural_teacher.py prints both)."""
+    """distinct-2 stays where it is, above its target: v2 measured distinct-2 0.331 and self-BLEU-4 0.496 on
+    these 500 random fables (v1: 0.207 and 0.686; benchmarks/procedural_teacher.py prints both)."""
     fables = [write_fable(e, s) for e, s in combos(500, seed=7)]
-    assert metrics.distinct_n(fables, 2) >= 0.30
-    assert metrics.self_bleu(fables[:100], fables[100:]) <= 0.545
+    assert metrics.distinct_n(fables, 2) >= 0.32
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="v2: self-BLEU-4 0.532 (target 0.50); distinct-2 0.309 meets 0.30")
 def test_diversity_targets():
+    """The data-v2 targets (issue 18): distinct-2 >= 0.30 and self-BLEU-4 <= 0.50 on 500 random fables."""
     fables = [write_fable(e, s) for e, s in combos(500, seed=7)]
     assert metrics.distinct_n(fables, 2) >= 0.30
     assert metrics.self_bleu(fables[:100], fables[100:]) <= 0.5

@@ -17,8 +17,12 @@ grammar.py ([rule] draws, {slot} is a value fixed for the fable); this module is
 4. the final line `Moral: <the requested moral, exactly>`.
 
 The conflict and resolution clauses of the element lists are quoted in one of their documented wordings:
-the grammar's clause_wordings are groups of interchangeable phrases ("could not", "couldn't", "just could
-not"), and reword() says each occurrence as a member of its group.
+the list wording or one of the grammar's clause_variants (3-9 more per clause, written by hand: "{friend}
+had fallen into a deep hole and could not climb out", "{friend} was stuck at the bottom of a deep hole,
+calling for help"), drawn per fable by wordings(); then the grammar's clause_wordings, groups of
+interchangeable phrases ("could not", "couldn't", "just could not"), say each occurrence of a phrase as a
+member of its group (reword()). A clause that every fable of an element quotes the same way is the largest
+share of the n-grams fables share (self-BLEU), so the wordings differ in structure, not only in words.
 
 Length is `len(text.split())` (the Moral line included): always 120-300, aimed at a per-fable goal within
 TARGET_WORDS. Procedural teacher v1, which wrote the shipped model's corpus, is procedural_v1.py
@@ -37,11 +41,11 @@ from fabulist import elements as el
 from fabulist.data.teachers import procedural_v1 as v1
 from fabulist.data.teachers.base import Budget, Outcome
 from fabulist.data.teachers.grammar import Context, article, load
+from fabulist.records import fable_record
 
 MIN_WORDS, MAX_WORDS = 120, 300  # guaranteed bounds
 TARGET_WORDS = (150, 250)  # aimed-for bounds, those the pipeline's prompts ask a teacher for
 
-from fabulist.records import fable_record
 G = load("v2")
 _L = G.lists
 _WISE = tuple(tuple(w) for w in G.wise)
@@ -52,11 +56,14 @@ _PRONOUNS = {
     x: {p: {x + k: v for k, v in el.PRONOUNS[p].items()} for p in el.PRONOUNS} for x in ("", "f_", "w_", "r_")
 }
 _LITTLE = re.compile(r"\b(little) little\b", re.IGNORECASE)
+# The hero's own words about the task: the clauses' hero pronouns in the first person (their verbs are past).
+_FIRST_PERSON = {"he": "I", "his": "my", "him": "me", "himself": "myself"}
 # The element clauses are said in one of several documented wordings: each group of G.clause_wordings holds
 # interchangeable phrases ("wanted to", "longed to", "wished to"), and every whole-word occurrence of one in a
 # conflict or resolution clause becomes a member of its group drawn anew. WORDING matches any member.
 WORDINGS = {phrase: tuple(group) for group in G.clause_wordings for phrase in group}
 WORDING = re.compile(r"\b(" + "|".join(sorted(map(re.escape, WORDINGS), key=len, reverse=True)) + r")\b")
+_VARIANTS: dict[str, dict[str, list[str]]] = G.clause_variants  # field -> element id -> more wordings
 _pick = v1._pick
 _HERO_NAMES = {p: tuple(_L[f"names_{p}"] + _L["names_any"]) for p in el.PRONOUNS}
 
@@ -84,7 +91,7 @@ def _distinct(name: str, taken: list[str]) -> bool:
 
 def _names(c: dict, cast: list[el.Character], r) -> list[str]:
     """Names for the friend, the passer-by and the rival ("" for a friend known by its kind)."""
-    taken, out = [c["name"]], []
+    taken, out = [c["name"], *c["spot"].split()], []  # no "Millbrook" beside a place called "Mill End"
     for who in cast:
         given = _name(who.pronoun, r)
         for _ in range(4):  # bounded: a handful of draws always finds one for the shipped lists
@@ -108,10 +115,15 @@ def _name(pronoun: str, r) -> str:
     return first + last
 
 
-def _spot(r, other: str = "") -> str:
-    """A named spot in the setting ("Mossy Nook"), unlike `other` in both words."""
+def _spot(r, other: str = "", names: Iterable[str] = ()) -> str:
+    """A named spot in the setting ("Mossy Nook"), unlike `other` in both words, and neither word a variant
+    of a character's name: "Foxglove Mill came into view" reads "Mill" as a name beside a hero named Millie
+    (fabulist.eval.quality's one-name rule)."""
+    names = tuple(names)
     a, b = _pick(_L["spot_a"], r), _pick(_L["spot_b"], r)
-    while other and (other.startswith(a) or other.endswith(b)):
+    while (other and (other.startswith(a) or other.endswith(b))) or not (
+        _distinct(a, names) and _distinct(b, names)
+    ):
         a, b = _pick(_L["spot_a"], r), _pick(_L["spot_b"], r)
     return f"{a} {b}"
 
@@ -133,7 +145,7 @@ def _opening_context(elements: dict[str, el.Element], r) -> dict[str, str]:
         "named": f" {_pick(('named', 'called'), r)} {hname}" if hname else "", "name": hname,
         **_PRONOUNS[""][hero.pronoun], "prop": prop, "prop_a": f"{article(prop)} {prop}",
         "catch": f"{_pick(_L['catch_a'], r)} {_pick(_L['catch_b'], r)}",
-        "spot": _spot(r),
+        "spot": _spot(r, names=(hname,)),
         "trait": trait.name, "trait_a": f"{trait.article} {trait.name}", "noun": trait.noun,
         "at": setting.at, "setting": setting.name, "sight1": sight[0], "sight2": sight[1], "sight3": sight[2],
     }  # fmt: skip
@@ -141,11 +153,28 @@ def _opening_context(elements: dict[str, el.Element], r) -> dict[str, str]:
 
 def _by_name(clause: str) -> str:
     """An element clause that calls the hero by name at its first pronoun ("Rosie had promised ... her
-    word", "Pip borrowed Rosie's cart"); the pronouns after it stay."""
-    he, his = clause.find("{he}"), clause.find("{his}")
-    if he >= 0 and (his < 0 or he < his):
+    word", "Pip borrowed Rosie's cart"); the pronouns after it stay. A clause that names the hero before
+    its first pronoun stays as it is ("Pip boasted that she was", never "Pip boasted that Pip was")."""
+    he, his, hero = clause.find("{he}"), clause.find("{his}"), clause.find("{hero}")
+    first = min((at for at in (he, his) if at >= 0), default=-1)
+    if first < 0 or 0 <= hero < first:
+        return clause
+    if first == he:
         return clause[:he] + "{hname}" + clause[he + 4 :]
     return clause.replace("{his}", "{hname}'s", 1)
+
+
+@cache
+def wordings(element: el.Element, field: str) -> tuple[str, ...]:
+    """The documented wordings of an element clause (field "problem", "task" or "outcome"): the list
+    wording first, then the grammar's clause_variants for the element's id (none for an unlisted one)."""
+    listed = getattr(element, field)
+    return (listed, *_VARIANTS[field].get(element.id, ()))
+
+
+def _clause(element: el.Element, field: str, r) -> str:
+    """One wording of an element clause, drawn, then reworded (see reword)."""
+    return reword(_pick(wordings(element, field), r), r)
 
 
 def reword(template: str, r) -> str:
@@ -153,7 +182,10 @@ def reword(template: str, r) -> str:
     parts = _wording_parts(template)
     if len(parts) == 1:
         return template
-    return "".join(part if i % 2 == 0 else _pick(WORDINGS[part], r) for i, part in enumerate(parts))
+    said = list(parts)
+    for i in range(1, len(parts), 2):
+        said[i] = _pick(WORDINGS[parts[i]], r)
+    return "".join(said)
 
 
 @cache
@@ -184,15 +216,19 @@ def _body_context(elements: dict[str, el.Element], c: Context) -> Context:
         rchar=rival.name, rname=rname or f"the {radj} {rival.name}",
         rival_a=f"{article(radj)} {radj} {rival.name}" + (f" named {rname}" if rname else ""),
         **_PRONOUNS["r_"][rival.pronoun],
-        spot2=_spot(r, c["spot"]), fhome=_pick(_L["home_noun"], r),
+        spot2=_spot(r, c["spot"], (c["name"], fname, pname, rname)), fhome=_pick(_L["home_noun"], r),
         **{slot: _pick(_L[slot], r) for slot in G.fable_words},
     )  # fmt: skip
     # The element clauses call the friend and the hero by name where they have one: "Pip had fallen ...",
     # "Rosie had promised to help Pip ...".
     named = {**c, "friend": c["fname"], "hero": c["hname"]}
-    c["problem"] = _by_name(reword(elements["conflict"].problem, r)).format_map(named)
-    c["task"] = reword(elements["conflict"].task, r).format_map(named)
-    c["outcome"] = _by_name(reword(elements["resolution"].outcome, r)).format_map(named)
+    conflict, resolution = elements["conflict"], elements["resolution"]
+    c["problem"] = _by_name(_clause(conflict, "problem", r)).format_map(named)
+    task = _clause(conflict, "task", r)
+    c["task"] = task.format_map(named)
+    c["outcome"] = _by_name(_clause(resolution, "outcome", r)).format_map(named)
+    named.update(_FIRST_PERSON)  # the hero's own words: "I mean to keep my word," said Pip
+    c["task_me"] = task.format_map(named)
     c["outcome_cap"] = c["outcome"][:1].upper() + c["outcome"][1:]
     keep = (c["problem"][1:], c["task"][1:], c["outcome"][1:])  # [1:]: also when capitalised
     c.polish = lambda sentence: _possessive(sentence, c["name"], c["his"], keep)
