@@ -36,6 +36,12 @@ class SamplingParams:
             raise ValueError("max_new_tokens must be at least 1 and min_new_tokens at least 0")
 
 
+def prompt_seed(seed: int, index: int) -> int:
+    """The seed of the index-th prompt of a run seeded `seed` (`eval run`, `eval quality`, the training-time
+    probe): distinct per prompt and per run seed, so a resumed or partial run draws what a whole one does."""
+    return seed * 100_003 + index
+
+
 def penalise(logits: np.ndarray, seen: np.ndarray, penalty: float) -> np.ndarray:
     """Divide positive and multiply negative logits of already-seen tokens by `penalty`."""
     if penalty == 1.0 or not len(seen):

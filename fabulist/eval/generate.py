@@ -66,7 +66,7 @@ def run(model_dir, out, fmt: str = "onnx", quant: str | None = None, n: int = 10
     """Generate what is missing in `out`; return {'written', 'skipped', 'prompts'}."""
     from tqdm import tqdm
 
-    from fabulist.runtime.sampling import SamplingParams
+    from fabulist.runtime.sampling import SamplingParams, prompt_seed
 
     if n < 1 or (limit is not None and limit < 1):  # a negative limit would count from the end
         raise EvalRunError("-n and --limit must be at least 1")
@@ -86,7 +86,7 @@ def run(model_dir, out, fmt: str = "onnx", quant: str | None = None, n: int = 10
         with AppendLog(log_path) as log:
             for i, p in tqdm(todo, unit="prompt", disable=not progress):
                 params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                                        seed=seed * 100_003 + i)  # fmt: skip
+                                        seed=prompt_seed(seed, i))  # fmt: skip
                 outs = gen.generate(p.model_prompt, params, n)
                 log.append(_record(p, k, c, params) for k, c in enumerate(outs))
                 written += len(outs)

@@ -367,11 +367,11 @@ def run(generator, n: int = 200, temperature: float = 0.8, seed: int = 0, max_ne
     from tqdm import tqdm
 
     from fabulist.runtime.guide import Guide
-    from fabulist.runtime.sampling import SamplingParams
+    from fabulist.runtime.sampling import SamplingParams, prompt_seed
 
     rows, fables = [], []
     for i, p in enumerate(tqdm(prompts or eval_prompts(n, seed), unit="fable", disable=not progress)):
-        params = SamplingParams(temperature=temperature, top_p=top_p, seed=seed * 100_003 + i,
+        params = SamplingParams(temperature=temperature, top_p=top_p, seed=prompt_seed(seed, i),
                                 max_new_tokens=max_new_tokens)  # fmt: skip
         guide = Guide.from_prompt(generator.tok, p["prompt"]) if guided else None
         fable = generator.generate(p["prompt"], params, guide=guide)[0].text
