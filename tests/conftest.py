@@ -34,3 +34,17 @@ def installed_wheel(tmp_path_factory) -> tuple[Path, Path]:
                         str(site), str(wheel)], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert r.returncode == 0, r.stderr
     return wheel, site
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory):
+    """A tiny model exported by `fabulist export` itself, for the runtime and evaluation tests: random
+    weights, our tokenizer, optimum's and onnxruntime-genai's ONNX graphs (fp32, int4), GGUF (f32, q4_0)."""
+    from fabulist.export.gguf import export_gguf
+    from fabulist.export.onnx import export_onnx
+    from tests.export.conftest import make_model_dir
+
+    folder = make_model_dir(tmp_path_factory.mktemp("runtime-model"))
+    export_onnx(folder, ["fp32", "int4"], validate=False, progress=False)
+    export_gguf(folder, ["f32", "q4_0"], validate=False, progress=False)
+    return folder

@@ -8,7 +8,6 @@ from click.testing import CliRunner
 from fabulist.cli import main
 from fabulist.eval import generate
 from tests.eval.judge_server import JudgeServer
-from tests.runtime.conftest import onnx_model  # noqa: F401  (a session fixture: an exported tiny model)
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +22,7 @@ def eval_run(model, out, *extra):
                "--threads", 1, "--out", out, *extra)  # fmt: skip
 
 
-def test_run_resume_report_compare_and_judge(onnx_model, tmp_path, monkeypatch):  # noqa: F811
+def test_run_resume_report_compare_and_judge(onnx_model, tmp_path, monkeypatch):
     a, b = tmp_path / "fp32", tmp_path / "int4"
     first = eval_run(onnx_model, a, "--quant", "fp32")
     assert first.exit_code == 0, first.output
@@ -71,7 +70,7 @@ def test_run_resume_report_compare_and_judge(onnx_model, tmp_path, monkeypatch):
     )
 
 
-def test_torch_checkpoint_runs_through_the_same_sampler(onnx_model, tmp_path):  # noqa: F811
+def test_torch_checkpoint_runs_through_the_same_sampler(onnx_model, tmp_path):
     out = tmp_path / "torch"
     result = cli("eval", "run", "--model", onnx_model, "--format", "torch", "--limit", 1, "-n", 2,
                  "--max-new-tokens", 6, "--temperature", 0, "--out", out)  # fmt: skip

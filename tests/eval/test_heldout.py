@@ -8,7 +8,6 @@ import pytest
 from fabulist.eval import heldout
 from fabulist.export import validate as va
 from fabulist.records import dumps
-from tests.runtime.conftest import onnx_model  # noqa: F401  (a session fixture: an exported tiny model)
 from tests.train.conftest import make_fables
 
 pytestmark = pytest.mark.slow
@@ -31,7 +30,7 @@ def test_running_sums_match_export_validation_definitions():
     assert got["ppl"] / got["ref_ppl"] == pytest.approx(want["ppl_ratio"])
 
 
-def test_every_format_against_the_pytorch_reference(onnx_model, tmp_path):  # noqa: F811
+def test_every_format_against_the_pytorch_reference(onnx_model, tmp_path):
     torch_ = heldout.compute(onnx_model, "torch", None)
     assert torch_["reference"] is None and torch_["kld"] is None and torch_["texts"] == va.HELDOUT
     formats = (("onnx", "fp32"), ("onnx", "int4"), ("gguf", "f32"), ("gguf", "q4_0"))
@@ -46,7 +45,7 @@ def test_every_format_against_the_pytorch_reference(onnx_model, tmp_path):  # no
         assert results[quantized]["top1"] < 1.0
 
 
-def test_validation_split_as_heldout_texts_and_the_cached_file(onnx_model, tmp_path):  # noqa: F811
+def test_validation_split_as_heldout_texts_and_the_cached_file(onnx_model, tmp_path):
     valid = tmp_path / "valid.jsonl"
     valid.write_text("".join(dumps(r) + "\n" for r in make_fables(5, seed=9)))
     run = tmp_path / "run"

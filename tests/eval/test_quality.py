@@ -10,7 +10,6 @@ from fabulist import elements as el
 from fabulist.data import prompts as pr
 from fabulist.data.teachers import procedural
 from fabulist.eval import quality as q
-from tests.runtime.conftest import onnx_model  # noqa: F401  (a session fixture: an exported tiny model)
 
 IDS = {"character": "fox", "trait": "brave", "setting": "forest", "conflict": "", "resolution": "",
        "moral": "kindness-is-rewarded"}  # fmt: skip
@@ -155,7 +154,7 @@ def test_repetition_counts_repeated_four_grams():
 
 
 @pytest.mark.slow
-def test_cli_scores_an_exported_model(onnx_model, tmp_path):  # noqa: F811
+def test_cli_scores_an_exported_model(onnx_model, tmp_path):
     out = tmp_path / "quality.json"
     cmd = [sys.executable, "-m", "fabulist.cli", "eval", "quality", "--model", str(onnx_model),
            "--quant", "int4,fp32", "-n", "3", "--max-new-tokens", "24", "--json", str(out)]  # fmt: skip

@@ -10,7 +10,6 @@ import pytest
 
 from fabulist.data.tf1 import from_tf1
 from fabulist.eval import quality as q
-from tests.runtime.conftest import onnx_model  # noqa: F401  (a session fixture: an exported tiny model)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "tf1-sample.jsonl"
 TEXTS = {"character": "industrious beaver", "trait": "", "setting": "arctic ice floe",
@@ -118,7 +117,7 @@ def test_prompts_from_a_fables_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_scores_free_text_prompts(onnx_model, tmp_path):  # noqa: F811
+def test_cli_scores_free_text_prompts(onnx_model, tmp_path):
     out = tmp_path / "quality.json"
     cmd = [sys.executable, "-m", "fabulist.cli", "eval", "quality", "--model", str(onnx_model),
            "--quant", "fp32", "-n", "2", "--max-new-tokens", "16", "--prompts", str(imported(tmp_path)),
