@@ -1,9 +1,11 @@
-"""GGUF export: a Hugging Face Llama folder -> gguf/model-<quant>.gguf (f32, f16, q8_0, q4_0, q4_k_m).
+"""GGUF export: a Hugging Face folder -> gguf/model-<quant>.gguf (f32, f16, q8_0, q4_0, q4_k_m).
 
     fabulist export runs/X --format gguf --quant all
 
 f32/f16 are written here with gguf-py's GGUFWriter (llama.cpp's HF converter rejects our custom BPE
 tokenizer); quantized files are made from the f32 file by llama.cpp itself (llama_model_quantize).
+Llama, Qwen2, Qwen3 and Gemma 3 folders are written with their architecture's metadata and tensor names
+(arch.py) and tokenizer (gguf_vocab.py).
 Every artifact is validated with real llama.cpp against the PyTorch reference (see validate.py).
 """
 
@@ -18,23 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from fabulist import model_folder as mf
+from fabulist.export import arch as ar
+from fabulist.export import gguf_vocab as gv
 from fabulist.export import validate as va
 from fabulist.export.errors import ExportError
 
 QUANTS = ("f32", "f16", "q8_0", "q4_0", "q4_k_m")
 _LLAMA_FTYPE = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
                 "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}  # fmt: skip
-_HF_TO_GGUF = {  # per-layer HF tensor suffix -> llama.cpp name
-    "input_layernorm.weight": "attn_norm.weight",
-    "self_attn.q_proj.weight": "attn_q.weight",
-    "self_attn.k_proj.weight": "attn_k.weight",
-    "self_attn.v_proj.weight": "attn_v.weight",
-    "self_attn.o_proj.weight": "attn_output.weight",
-    "post_attention_layernorm.weight": "ffn_norm.weight",
-    "mlp.gate_proj.weight": "ffn_gate.weight",
-    "mlp.up_proj.weight": "ffn_up.weight",
-    "mlp.down_proj.weight": "ffn_down.weight",
-}
 
 
 def export_gguf(
@@ -88,11 +81,14 @@ def _check_model_dir(model_dir: Path) -> dict:
     if not list(model_dir.glob("*.safetensors")):
         raise ExportError(f"{model_dir} has no *.safetensors weights")
     config = mf.load_config(model_dir)  # a file, UTF-8, JSON, an object: or one line naming the file
-    if config.get("model_type") != "llama":
-        raise ExportError(
-            f"model_type {config.get('model_type')!r} is not 'llama': only Llama exports to GGUF"
-        )
+    reason = ar.refusal(config, "gguf")
+    if reason:
+        raise ExportError(f"{model_dir}: {reason}; GGUF not written")
     mf.check_sizes(config, model_dir / "config.json")
+    try:
+        gv.tokenizer_kind(json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{model_dir}/tokenizer.json cannot be read ({e})") from None
     return config
 
 
@@ -106,33 +102,46 @@ def permute(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def _load_weights(model_dir: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
+    """Every tensor as float32 numpy; through torch, since numpy has no bfloat16 (published checkpoints'
+    dtype)."""
+    import torch
+    from safetensors.torch import load_file
 
     weights = {}
     for f in sorted(model_dir.glob("*.safetensors")):
-        weights.update(load_file(f))
+        weights.update({k: v.to(torch.float32).numpy() for k, v in load_file(f).items()})
     return weights
 
 
+def _order(name: str) -> tuple[int, str]:
+    """Embeddings first, then the blocks in order, then the final norm and head (convert_hf_to_gguf's)."""
+    if name.startswith("token_embd"):
+        return -1, name
+    return (int(name.split(".")[1]), name) if name.startswith("blk.") else (1 << 30, name)
+
+
 def gguf_tensors(model_dir: Path, config: dict):
-    """(llama.cpp name, f32 array) in file order."""
-    w = _load_weights(model_dir)
-    n_head, n_kv = (
-        config["num_attention_heads"],
-        config.get("num_key_value_heads", config["num_attention_heads"]),
-    )
-    yield "token_embd.weight", w["model.embed_tokens.weight"]
-    for i in range(config["num_hidden_layers"]):
-        for hf, name in _HF_TO_GGUF.items():
-            t = w[f"model.layers.{i}.{hf}"]
-            if hf.startswith("self_attn.q_proj"):
-                t = permute(t, n_head)
-            elif hf.startswith("self_attn.k_proj"):
-                t = permute(t, n_kv)
-            yield f"blk.{i}.{name}", t
-    yield "output_norm.weight", w["model.norm.weight"]
-    if not config.get("tie_word_embeddings", False) and "lm_head.weight" in w:
-        yield "output.weight", w["lm_head.weight"]
+    """(llama.cpp name, f32 array) in file order, transformed as llama.cpp's architecture expects."""
+    w, facts = _load_weights(model_dir), ar.arch(config)
+    n_head = config["num_attention_heads"]
+    n_kv = config.get("num_key_value_heads") or n_head
+    tied = config.get("tie_word_embeddings", False)  # tied: a saved lm_head is a copy of the embedding
+    out = []
+    for hf, t in w.items():
+        try:
+            name = ar.gguf_tensor_name(config, hf)
+        except ValueError as e:
+            raise ExportError(f"{model_dir}: {e}") from None
+        if name is None or (name == "output.weight" and tied):
+            continue
+        if facts.permute_qk and name.endswith(("attn_q.weight", "attn_q.bias")):
+            t = permute(t, n_head)
+        elif facts.permute_qk and name.endswith(("attn_k.weight", "attn_k.bias")):
+            t = permute(t, n_kv)
+        if facts.norm_shift and name.endswith("norm.weight"):
+            t = t + np.float32(facts.norm_shift)
+        out.append((name, t))
+    yield from sorted(out, key=lambda nt: _order(nt[0]))
 
 
 def _add_metadata(writer, model_dir: Path, config: dict, dtype: str) -> None:
@@ -150,33 +159,26 @@ def _add_metadata(writer, model_dir: Path, config: dict, dtype: str) -> None:
     writer.add_rope_freq_base(float(config.get("rope_theta", 10000.0)))
     writer.add_layer_norm_rms_eps(float(config["rms_norm_eps"]))
     writer.add_rope_dimension_count(head_dim)
+    if head_dim != config["hidden_size"] // n_head:  # Qwen3, Gemma 3: wider heads than hidden / heads
+        writer.add_key_length(head_dim)
+        writer.add_value_length(head_dim)
+    if ar.arch(config).gguf_name == "gemma3":
+        _add_gemma3(writer, config)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "f32" else gguf.LlamaFileType.MOSTLY_F16)
-    _add_tokenizer(writer, model_dir, config)
+    gv.add_vocab(writer, model_dir, config)
 
 
-def _add_tokenizer(writer, model_dir: Path, config: dict) -> None:
-    import gguf
-
-    tj = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
-    vocab = dict(tj["model"]["vocab"])
-    for t in tj.get("added_tokens", []):
-        vocab[t["content"]] = t["id"]
-    special = {t["id"] for t in tj.get("added_tokens", []) if t.get("special")}
-    tokens = sorted(vocab, key=vocab.get)
-    if [vocab[t] for t in tokens] != list(range(len(tokens))):
-        raise ExportError(f"{model_dir}/tokenizer.json has gaps in its token ids")
-    merges = [m if isinstance(m, str) else " ".join(m) for m in tj["model"].get("merges", [])]
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("gpt-2")
-    writer.add_token_list(tokens)
-    writer.add_token_types([gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL
-                            for i in range(len(tokens))])  # fmt: skip
-    writer.add_token_merges(merges)
-    for key, add in (("bos_token_id", writer.add_bos_token_id), ("eos_token_id", writer.add_eos_token_id),
-                     ("pad_token_id", writer.add_pad_token_id)):  # fmt: skip
-        if config.get(key) is not None:
-            add(int(config[key]))
-    writer.add_add_bos_token(False)
+def _add_gemma3(writer, config: dict) -> None:
+    """Gemma 3's local layers: their window, which layers they are (the config's layer_types; else
+    Gemma's every sixth layer global) and their own RoPE base."""
+    layers = config["num_hidden_layers"]
+    types = config.get("layer_types") or [
+        "full_attention" if (i + 1) % config.get("sliding_window_pattern", 6) == 0 else "sliding_attention"
+        for i in range(layers)
+    ]
+    writer.add_sliding_window(int(config.get("sliding_window") or config["max_position_embeddings"]))
+    writer.add_sliding_window_pattern([t == "sliding_attention" for t in types])
+    writer.add_rope_freq_base_swa(float(config.get("rope_local_base_freq", 10000.0)))
 
 
 def write_gguf(model_dir: Path, config: dict, path: Path, dtype: str) -> None:
@@ -185,7 +187,7 @@ def write_gguf(model_dir: Path, config: dict, path: Path, dtype: str) -> None:
 
     tmp = path.with_name(path.name + ".tmp")
     try:
-        writer = gguf.GGUFWriter(tmp, "llama")
+        writer = gguf.GGUFWriter(tmp, ar.arch(config).gguf_name)
         _add_metadata(writer, model_dir, config, dtype)
         for name, t in gguf_tensors(model_dir, config):
             t = t.astype(np.float16 if dtype == "f16" and t.ndim == 2 else np.float32)
@@ -280,7 +282,8 @@ def _describe(model_dir: Path, path: Path, quant: str, ref, progress: bool) -> d
               "fallbacks": fallbacks}  # fmt: skip
     if ref is not None:
         _log(progress, f"validating {path.name} with llama.cpp")
-        result["validation"], result["gate"] = validate_gguf(path, quant, ref)
+        tolerance = ar.arch(config).gguf_fp_tolerance
+        result["validation"], result["gate"] = validate_gguf(path, quant, ref, tolerance)
     return result
 
 
@@ -325,11 +328,13 @@ class LlamaLM:
             self.llm.close()
 
 
-def validate_gguf(path: Path, quant: str, ref: va.Reference) -> tuple[dict, str | None]:
+def validate_gguf(
+    path: Path, quant: str, ref: va.Reference, fp_tolerance: float = va.FP_TOLERANCE
+) -> tuple[dict, str | None]:
     """(metrics, gate verdict) of one GGUF file against the PyTorch reference, run in llama.cpp: logit
     metrics, tokenizer parity on the probes, and (f32) the greedy continuation."""
     lm = LlamaLM(path)
     try:
-        return va.validate(lm, quant, ref, greedy=quant == "f32")
+        return va.validate(lm, quant, ref, greedy=quant == "f32", fp_tolerance=fp_tolerance)
     finally:
         lm.close()

@@ -4,8 +4,16 @@
 
 The `onnx/` files are optimum-onnx's text-generation-with-past graph (inputs input_ids, attention_mask,
 position_ids, past_key_values.{i}.key/value; outputs logits, present.{i}.key/value), in the layout
-transformers.js reads unchanged; int8 is ORT dynamic quantization of the MatMul weights, int4 is ORT's
-MatMulNBits (block-wise, symmetric). With fast=True the onnxruntime-genai model builder also writes
+transformers.js reads unchanged. The quantized graphs are made from it by onnxruntime's quantizers, by the
+method named for each precision (`METHODS`, the default first, chosen by `benchmarks/quant_methods.py`):
+- int8 `rtn`: weight-only, 8-bit `MatMulNBits` (block 32, symmetric) on every MatMul with a weight, the LM
+  head included; `dynamic`: `quantize_dynamic` (int8 weights per channel, activations quantized per tensor
+  at run time), which misses the INT8 gate on the trained fable-5m and is kept for comparison;
+- int4 `gptq`: GPTQ against the Hessian of each matrix's inputs on calibration text (gptq.py; calib.py:
+  training-region fables, never the validation probes), symmetric blocks of 32; `rtn`: the same grid by
+  round to nearest; `k_quant`: asymmetric blocks whose scale and minimum are searched per block (llama.cpp's
+  k-quant rule, weights only); `hqq`: half-quadratic quantization (asymmetric, no data).
+With fast=True the onnxruntime-genai model builder also writes
 `onnx-genai/fp32/` and `onnx-genai/int4/` (GroupQueryAttention, fused QKV, SkipSimplifiedLayerNorm,
 MatMulNBits): the same model, several times faster to decode on CPU, run by onnxruntime-genai or plain ORT.
 `fable_format.json` beside them describes the prompt format, for readers without Python (transformers.js).
@@ -26,6 +34,7 @@ import numpy as np
 
 from fabulist import fable_format as ff
 from fabulist import model_folder as mf
+from fabulist.export import arch as ar
 from fabulist.export import validate as va
 from fabulist.export.errors import ExportError
 from fabulist.records import write_atomic
@@ -33,6 +42,10 @@ from fabulist.records import write_atomic
 QUANTS = ("fp32", "int8", "int4")
 FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int4": "model_q4.onnx"}  # transformers.js names
 GENAI_QUANTS = ("fp32", "int4")
+METHODS = {"int8": ("rtn", "dynamic"), "int4": ("gptq", "rtn", "k_quant", "hqq")}  # the default first
+# 8-bit MatMulNBits with accuracy_level 4 runs MLAS's int8 kernels (activations quantized per block of 32
+# at run time); any other level dequantizes the weights at every step, ~8x slower on fable-5m.
+INT8_ACCURACY_LEVEL = 4
 LM_HEAD = "/lm_head/MatMul"  # the LM head's node name in optimum's graph
 _TWO_GB = 2**31 - 2**20  # protobuf's limit, with headroom for the graph itself
 
@@ -50,12 +63,18 @@ def export_onnx(
     quantize_embeddings: bool = False,
     progress: bool = True,
     fast: bool = True,
+    method: str | None = None,
+    calib: str | Path | None = None,
 ) -> list[dict]:
-    """Write the requested ONNX artifacts into model_dir; one result dict per artifact (see module doc)."""
+    """Write the requested ONNX artifacts into model_dir; one result dict per artifact (see module doc).
+
+    method names the quantization method of the quantized precisions requested that have it (see
+    `methods`); calib is the calibration file of the methods that need one (None: calib.py's default)."""
     model_dir = Path(model_dir)
     bad = [q for q in quants if q not in QUANTS]
     if bad or not quants:
         raise ExportError(f"unknown ONNX quant {bad or quants}: choose from {', '.join(QUANTS)}")
+    chosen = methods(quants, method)
     config = check_model_dir(model_dir)
     context = _check_context(config, context)
     ref = (ref or va.Reference(model_dir)) if validate else None
@@ -67,34 +86,37 @@ def export_onnx(
         _log(progress, "exporting the fp32 graph with optimum")
         fp32 = _export_fp32(model_dir, tmp / "fp32", progress)
         built = {}
+        opts = dict(block_size=block_size, accuracy_level=accuracy_level, lm_head_8bit=lm_head_8bit,
+                    quantize_embeddings=quantize_embeddings, calib=calib, model_dir=model_dir)  # fmt: skip
         for q in quants:  # build everything from the fp32 graph first, then move it all into place
             notes = [f"dynamic shapes; context {context} recorded only (the KV cache grows as needed)"]
             if q == "fp32":
                 built[q] = fp32, [*notes, "optimum graph as exported; ORT fuses at session load"]
                 continue
-            _log(progress, f"quantizing to {q}")
+            _log(progress, f"quantizing to {q} ({chosen[q]})")
+            dest = tmp / q / FILES[q]
+            dest.parent.mkdir(parents=True)
             try:
-                if q == "int8":
-                    path = _quantize_int8(fp32, tmp / q / FILES[q], quantize_embeddings, notes)
-                else:
-                    path = _quantize_int4(
-                        fp32, tmp / q / FILES[q], block_size, accuracy_level, lm_head_8bit, notes
-                    )
+                built[q] = quantize_graph(fp32, dest, q, chosen[q], notes, **opts), notes
             except ExportError:
                 raise
             except Exception as e:
                 raise ExportError(f"{q} quantization of {fp32} failed ({type(e).__name__}: {e})") from e
-            built[q] = path, notes
         for q, (path, notes) in built.items():
             dest = commit(path, out_dir / FILES[q])
-            results.append(_describe(model_dir, dest, q, "onnx", ref, notes, progress))
-    write_prompt_format(model_dir)
-    if fast:
+            results.append(_describe(model_dir, dest, q, "onnx", ref, notes, progress, chosen.get(q)))
+    if ar.is_fable_model(model_dir):  # other models have no fable prompt format to describe
+        write_prompt_format(model_dir)
+    genai_refusal = ar.refusal(config, "onnx-genai")
+    if fast and genai_refusal:
+        _log(progress, f"onnxruntime-genai graph not built: {genai_refusal}")
+    if fast and not genai_refusal:
         opts = dict(block_size=block_size, accuracy_level=accuracy_level, lm_head_8bit=lm_head_8bit)
         for q in [q for q in GENAI_QUANTS if q in quants]:
             _log(progress, f"building the onnxruntime-genai {q} graph")
             dest, notes = build_genai(model_dir, q, context, progress=progress, **opts)
-            results.append(_describe(model_dir, dest, q, "onnx-genai", ref, notes, progress))
+            method = "rtn" if q == "int4" else None  # the builder's own round-to-nearest
+            results.append(_describe(model_dir, dest, q, "onnx-genai", ref, notes, progress, method))
     return results
 
 
@@ -130,16 +152,16 @@ def _quiet():
 
 
 def check_model_dir(model_dir: Path) -> dict:
-    """The folder's config.json, after checking it is a Llama model folder with a tokenizer."""
+    """The folder's config.json, after checking it is a model folder of an architecture arch.py supports,
+    with a tokenizer."""
     if not (model_dir / "config.json").is_file():
         raise ExportError(f"{model_dir} is not a model folder (no config.json): pass a trained run folder")
     if not (model_dir / "tokenizer.json").is_file():
         raise ExportError(f"{model_dir} has no tokenizer.json: re-save the tokenizer with the model")
     config = mf.load_config(model_dir)  # a file, UTF-8, JSON, an object: or one line naming the file
-    if config.get("model_type") != "llama":
-        raise ExportError(
-            f"model_type {config.get('model_type')!r} is not 'llama': only Llama exports to ONNX"
-        )
+    reason = ar.refusal(config, "onnx")
+    if reason:
+        raise ExportError(f"{model_dir}: {reason}; ONNX not written")
     mf.check_sizes(config, model_dir / "config.json")
     if not list(model_dir.glob("*.safetensors")):
         raise ExportError(f"{model_dir} has no *.safetensors weights")
@@ -214,11 +236,35 @@ def _export_fp32(model_dir: Path, tmp: Path, progress: bool) -> Path:
     return tmp / "model.onnx"
 
 
-def _quantize_int8(src: Path, dest: Path, quantize_embeddings: bool, notes: list) -> Path:
+def methods(quants: list[str], method: str | None) -> dict[str, str]:
+    """The method of each quantized precision in quants: `method` where the precision has it, else its
+    default; a method that none of them has is an ExportError naming the valid ones."""
+    quantized = [q for q in quants if q in METHODS]
+    if method is not None and not any(method in METHODS[q] for q in quantized):
+        valid = "; ".join(f"{q}: {', '.join(METHODS[q])}" for q in quantized) or "none for fp32"
+        raise ExportError(f"unknown quantization method {method!r} for --quant {'/'.join(quants)} ({valid})")
+    return {q: method if method in METHODS[q] else METHODS[q][0] for q in quantized}
+
+
+def quantize_graph(
+    src: Path, dest: Path, quant: str, method: str, notes: list, *, block_size: int = 32,
+    accuracy_level: int | None = None, lm_head_8bit: bool = False, quantize_embeddings: bool = False,
+    calib: str | Path | None = None, model_dir: Path | None = None,
+) -> Path:  # fmt: skip
+    """dest: the fp32 graph src quantized to quant (int8|int4) by method (METHODS); what was done is
+    appended to notes. model_dir (its tokenizer) and calib serve the methods that read calibration text."""
+    if quant == "int8" and method == "dynamic":
+        return _quantize_dynamic(src, dest, quantize_embeddings, notes)
+    if quant == "int8":  # weight-only: block 32 as llama.cpp's Q8_0, accuracy level 4 for speed
+        return _quantize_nbits(src, dest, 8, 32, INT8_ACCURACY_LEVEL, "rtn", notes)
+    return _quantize_nbits(src, dest, 4, block_size, accuracy_level, method, notes,
+                           lm_head_8bit=lm_head_8bit, calib=calib, model_dir=model_dir)  # fmt: skip
+
+
+def _quantize_dynamic(src: Path, dest: Path, quantize_embeddings: bool, notes: list) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     ops = ["MatMul", "Gather"] if quantize_embeddings else ["MatMul"]
-    dest.parent.mkdir(parents=True)
     # QInt8 weights: ORT's recommendation for dynamic quantization on CPU (U8 activations x S8 weights)
     quantize_dynamic(
         str(src),
@@ -234,32 +280,90 @@ def _quantize_int8(src: Path, dest: Path, quantize_embeddings: bool, notes: list
     return dest
 
 
-def _quantize_int4(src: Path, dest: Path, block_size: int, accuracy_level, lm_head_8bit: bool, notes) -> Path:
+def _quantize_nbits(
+    src, dest, bits, block_size, accuracy_level, method, notes, lm_head_8bit=False, calib=None, model_dir=None
+) -> Path:
+    """MatMulNBits weights (bits 4 or 8) by one of onnxruntime's weight-only methods; embeddings stay fp32."""
     from onnxruntime.quantization import matmul_nbits_quantizer as mnq
 
-    model = load_proto(src)
-    if lm_head_8bit:  # RTN honours a per-node bit width; the default quantizer does not
-        algo = mnq.RTNWeightOnlyQuantConfig(customized_weight_config={LM_HEAD: {"bits": 8}})
-    else:
+    if method == "gptq":
+        return _quantize_gptq(src, dest, block_size, accuracy_level, notes, calib, model_dir, lm_head_8bit)
+    if lm_head_8bit and method == "hqq":
+        raise ExportError("an 8-bit LM head needs method gptq, rtn or k_quant, not hqq")
+    symmetric = method == "rtn"
+    head = {LM_HEAD: {"bits": 8}} if lm_head_8bit else None  # honoured by the RTN and k-quant configs only
+    if method == "rtn" and head:
+        algo = mnq.RTNWeightOnlyQuantConfig(customized_weight_config=head)
+    elif method == "rtn":
         algo = mnq.DefaultWeightOnlyQuantConfig(
-            block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level
+            block_size=block_size, is_symmetric=True, accuracy_level=accuracy_level, bits=bits
         )
+    elif method == "k_quant":
+        algo = mnq.KQuantWeightOnlyQuantConfig(customized_weight_config=head)
+    else:
+        algo = mnq.HQQWeightOnlyQuantConfig(block_size=block_size, bits=bits)
     quant = mnq.MatMulNBitsQuantizer(
-        model,
-        bits=4,
+        load_proto(src),
+        bits=bits,
         block_size=block_size,
-        is_symmetric=True,
+        is_symmetric=symmetric,
         accuracy_level=accuracy_level,
         algo_config=algo,
     )
-    quant.process()
-    dest.parent.mkdir(parents=True)
+    with _quiet():  # the INC-based methods print a progress bar per matrix
+        quant.process()
     quant.model.save_model_to_file(str(dest), use_external_data_format=_big(src))
-    notes.append(f"MatMulNBits 4-bit, block {block_size}, symmetric, accuracy_level {accuracy_level}")
+    scheme = "symmetric" if symmetric else "asymmetric"
+    level = f"accuracy_level {accuracy_level}"
+    notes.append(f"MatMulNBits {bits}-bit, method {method}, block {block_size}, {scheme}, {level}")
+    if bits == 8:
+        notes.append("weight-only: every MatMul with a weight, the LM head included")
     if lm_head_8bit:
-        notes.append("LM head kept at 8 bits (MatMulNBits bits=8, RTN)")
+        notes.append("LM head kept at 8 bits (MatMulNBits bits=8)")
     notes.append("embeddings (Gather) stay fp32")
     return dest
+
+
+def _quantize_gptq(src, dest, block_size, accuracy_level, notes, calib, model_dir, lm_head_8bit) -> Path:
+    """4-bit MatMulNBits solved by GPTQ (gptq.py: onnxruntime's own GPTQ leaves RTN's codes unchanged);
+    with lm_head_8bit the LM head is then rounded to 8 bits."""
+    from onnxruntime.quantization import matmul_nbits_quantizer as mnq
+
+    from fabulist.export import gptq
+
+    if block_size != gptq.BLOCK:
+        raise ExportError(f"gptq writes blocks of {gptq.BLOCK}, not {block_size}")
+    if _big(src):  # the Hessian pass opens the graph from bytes, which protobuf caps at 2 GB
+        raise ExportError("gptq needs an fp32 graph under 2 GB (about 500M parameters): use --method rtn")
+    feeds, note = _calibration(model_dir, calib, src)
+    with _quiet():
+        gptq.quantize(src, dest, feeds, accuracy_level, _big(src), (LM_HEAD,) if lm_head_8bit else ())
+        if lm_head_8bit:  # the one MatMul with a float weight left
+            config = mnq.DefaultWeightOnlyQuantConfig(
+                block_size=32, is_symmetric=True, bits=8, accuracy_level=INT8_ACCURACY_LEVEL
+            )
+            head = mnq.MatMulNBitsQuantizer(load_proto(dest), algo_config=config)
+            head.process()
+            head.model.save_model_to_file(str(dest), use_external_data_format=_big(src))
+    notes += [note, f"MatMulNBits 4-bit, method gptq (export/gptq.py), block {gptq.BLOCK}, symmetric, "
+              f"accuracy_level {accuracy_level}", "embeddings (Gather) stay fp32"]  # fmt: skip
+    if lm_head_8bit:
+        notes.append(f"LM head at 8 bits (MatMulNBits bits=8, RTN, accuracy_level {INT8_ACCURACY_LEVEL})")
+    return dest
+
+
+def _calibration(model_dir: Path, calib, fp32: Path) -> tuple[list[dict], str]:
+    """The calibration texts as the fp32 graph's inputs: one sequence each, from an empty KV cache."""
+    from tokenizers import Tokenizer
+
+    from fabulist.export import calib as cb
+
+    texts, note = cb.calibration_texts(calib)
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    lm = OnnxLM(fp32)
+    seqs = [tokenizer.encode(t, add_special_tokens=False).ids[: cb.CALIB_TOKENS] for t in texts]
+    feeds = [lm.feed(ids, None) for ids in seqs if ids]
+    return feeds, f"{note}, {sum(map(len, seqs)):,} tokens"
 
 
 def _big(path: Path) -> bool:
@@ -360,8 +464,8 @@ class OnnxLM:
         dtype = np.float16 if "float16" in inputs[self.past[0]].type else np.float32
         self.empty = np.zeros((1, shape[1], 0, shape[3]), dtype=dtype)
 
-    def step(self, ids: list[int], past: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Logits (T, V) of ids after a cache of past tensors; returns the new cache too."""
+    def feed(self, ids: list[int], past: list[np.ndarray] | None) -> dict[str, np.ndarray]:
+        """The graph's inputs for ids after a cache of past tensors (None: an empty cache)."""
         past = past or [self.empty] * len(self.past)
         start = past[0].shape[2]
         feed = {
@@ -371,7 +475,11 @@ class OnnxLM:
         }
         if self.has_positions:
             feed["position_ids"] = np.arange(start, start + len(ids), dtype=np.int64)[None]
-        out = self.session.run(["logits", *self.present], feed)
+        return feed
+
+    def step(self, ids: list[int], past: list[np.ndarray] | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Logits (T, V) of ids after a cache of past tensors; returns the new cache too."""
+        out = self.session.run(["logits", *self.present], self.feed(ids, past))
         return out[0][0], out[1:]
 
     def logits(self, ids: list[int]) -> np.ndarray:
@@ -398,7 +506,7 @@ def validate_onnx(path: Path, quant: str, ref: va.Reference) -> tuple[dict, str 
     return va.validate(OnnxLM(path), quant, ref, greedy=quant == "fp32")
 
 
-def _describe(model_dir, path: Path, quant, fmt, ref, notes, progress) -> dict:
+def _describe(model_dir, path: Path, quant, fmt, ref, notes, progress, method=None) -> dict:
     files = [path, *(path.parent / n for n in external_files(path))]
     if fmt == "onnx-genai":
         files.append(path.parent / "genai_config.json")
@@ -411,6 +519,7 @@ def _describe(model_dir, path: Path, quant, fmt, ref, notes, progress) -> dict:
         "validation": None,
         "gate": None,
         "notes": notes,
+        **({"method": method} if method else {}),
     }
     if ref is not None:
         _log(progress, f"validating {result['path']}")

@@ -8,7 +8,9 @@ length, plus a fixed runtime overhead:
 
     weights  = file size (before writing: parameters x bits per weight / 8)
     kv_cache = 2 (K and V) x layers x kv_heads x head_dim x context x bytes per element
-               (4 for ONNX Runtime's fp32 cache, 2 for llama.cpp's default f16 cache)
+               (4 for ONNX Runtime's fp32 cache, 2 for llama.cpp's default f16 cache); a sliding-window
+               layer (Gemma 3) counts the whole context too: optimum's graph keeps every position and
+               llama.cpp's default context (swa_full) keeps a full-size cache for those layers
     overhead = 128 MiB (runtime, activations, logits, tokenizer) + 10% of the weights
 """
 
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from fabulist import model_folder as mf
 from fabulist.errors import FabulistError
+from fabulist.export import arch as ar
 
 
 class PlanError(FabulistError, ValueError):
@@ -56,6 +59,28 @@ def plan(fmt: str, quant: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def check_backends(model_dir: Path, config: dict, pairs: list[tuple[str, str]]) -> None:
+    """Refuse, before any format is written, a requested format that this architecture or tokenizer cannot
+    take (arch.refusal; GGUF: a tokenizer llama.cpp would not reproduce), naming the formats that can."""
+    import json
+
+    from fabulist.export import gguf_vocab as gv
+    from fabulist.export.errors import ExportError
+
+    formats = list(dict.fromkeys(f for f, _ in pairs))
+    for fmt in formats:
+        reason = ar.refusal(config, fmt)
+        if reason is None and fmt == "gguf":
+            try:
+                gv.tokenizer_kind(json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8")))
+            except (ExportError, OSError, ValueError) as e:
+                reason = str(e)
+        if reason:
+            others = [f for f in FORMATS if f != fmt and ar.refusal(config, f) is None]
+            hint = f"; --format {others[0]} can be exported" if others else ""
+            raise PlanError(f"{model_dir}: {fmt}: {reason}; nothing written{hint}")
+
+
 def parse_bytes(text: str) -> int:
     """'6GB' -> 6_000_000_000; units B, KB, MB, GB (powers of 1000) and KiB, MiB, GiB."""
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
@@ -75,8 +100,9 @@ def read_config(model_dir: Path) -> dict:
             f"{model_dir} is not a model folder (no config.json); train one with `fabulist train`"
         )
     config = mf.load_config(model_dir)  # a file, UTF-8, JSON, an object: or one line naming the file
-    if config.get("model_type") != "llama":
-        raise PlanError(f"{model_dir}: unsupported architecture {config.get('model_type')!r}; only llama")
+    reason = ar.refusal(config)
+    if reason:
+        raise PlanError(f"{model_dir}: {reason}")
     mf.check_sizes(config, config_path)
     if not (model_dir / "tokenizer.json").exists():
         raise PlanError(f"{model_dir}: tokenizer.json is missing")
@@ -86,18 +112,24 @@ def read_config(model_dir: Path) -> dict:
 
 
 def parameters(config: dict) -> int:
-    """Parameter count of a (tied-embedding) Llama from its config."""
+    """Parameter count of a decoder from its config (arch.py: biases, q/k norms, norms per layer)."""
     d, layers, ffn = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
-    head_dim = config.get("head_dim") or d // config["num_attention_heads"]
-    kv = config["num_key_value_heads"] * head_dim
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or d // heads
+    q, kv = heads * head_dim, (config.get("num_key_value_heads") or heads) * head_dim
     tied = config.get("tie_word_embeddings", True)
-    per_layer = 2 * d * d + 2 * d * kv + 3 * d * ffn + 2 * d
+    facts = ar.ARCHES.get(config.get("model_type"), ar.ARCHES["llama"])
+    per_layer = 2 * d * q + 2 * d * kv + 3 * d * ffn + facts.norms_per_layer * d
+    if facts.qkv_bias or config.get("attention_bias"):
+        per_layer += q + 2 * kv + (0 if facts.qkv_bias else d)  # Llama's attention_bias covers o_proj too
+    per_layer += 2 * head_dim if facts.qk_norm else 0
     return config["vocab_size"] * d * (1 if tied else 2) + layers * per_layer + d
 
 
 def memory(config: dict, fmt: str, weight_bytes: int, context: int, budget: int) -> dict:
     head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
-    kv = 2 * config["num_hidden_layers"] * config["num_key_value_heads"] * head_dim * context * KV_BYTES[fmt]
+    kv_heads = config.get("num_key_value_heads") or config["num_attention_heads"]
+    kv = 2 * config["num_hidden_layers"] * kv_heads * head_dim * context * KV_BYTES[fmt]
     overhead = OVERHEAD_BYTES + weight_bytes // 10
     total = weight_bytes + kv + overhead
     return {"weights": weight_bytes, "kv_cache": kv, "overhead": overhead, "total": total, "context": context,

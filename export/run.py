@@ -2,6 +2,7 @@
 
     fabulist export runs/X --quant int4                # ONNX int4 + GGUF Q4_0 and Q4_K_M
     fabulist export runs/X --format all --quant all    # the seven artifacts
+    fabulist export runs/X --format onnx --quant int4 --method rtn   # ONNX quantization method (onnx.METHODS)
 
 Exporters sit behind one explicit table (`EXPORTERS`), each an `Exporter`: it writes its files and
 opens each artifact in its engine for the one validation pass (`export.validate.validate`) against one
@@ -30,22 +31,28 @@ TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntim
 
 class Exporter(Protocol):
     """Writes the artifacts of one format for these quants into model_dir and returns one result dict each,
-    validated against ref (None: not validated)."""
+    validated against ref (None: not validated); options are the request's quantization method and
+    calibration file, for the exporters that have them."""
 
     def __call__(
-        self, model_dir: Path, quants: list[str], context: int, ref: va.Reference | None, progress: bool
-    ) -> list[dict]: ...
+        self, model_dir: Path, quants: list[str], context: int, ref: va.Reference | None, progress: bool,
+        **options,
+    ) -> list[dict]: ...  # fmt: skip
 
 
-def _onnx(model_dir: Path, quants: list[str], context: int, ref: va.Reference | None, progress: bool):
+def _onnx(model_dir: Path, quants: list[str], context: int, ref: va.Reference | None, progress: bool,
+          method: str | None = None, calib: str | Path | None = None):  # fmt: skip
     from fabulist.export.onnx import export_onnx
 
     return export_onnx(
-        model_dir, quants, context=context, validate=ref is not None, ref=ref, progress=progress
-    )
+        model_dir, quants, context=context, validate=ref is not None, ref=ref, progress=progress,
+        method=method, calib=calib,
+    )  # fmt: skip
 
 
-def _gguf(model_dir: Path, quants: list[str], context: int, ref: va.Reference | None, progress: bool):
+def _gguf(
+    model_dir: Path, quants: list[str], context: int, ref: va.Reference | None, progress: bool, **_options
+):  # fmt: skip  (GGUF quants have no method choice yet)
     from fabulist.export.gguf import export_gguf
 
     return export_gguf(model_dir, quants, validate=ref is not None, ref=ref, progress=progress)
@@ -62,6 +69,18 @@ def tool_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def check_method(pairs: list[tuple[str, str]], method: str | None, calib: str | Path | None) -> None:
+    """Refuse, before anything is built, a --method that no requested ONNX precision has, and a --calib
+    that no method would read."""
+    from fabulist.export.onnx import methods
+
+    onnx = [q for f, q in pairs if f == "onnx"]
+    if method is not None and not onnx:
+        raise ExportError(f"--method {method} applies to ONNX int8/int4 artifacts; add --format onnx")
+    if calib is not None and "gptq" not in methods(onnx, method).values():
+        raise ExportError(f"--calib {calib} is read only by --method gptq (the other methods need no data)")
 
 
 def check_budget(config: dict, pairs: list[tuple[str, str]], context: int, budget: int, text: str) -> None:
@@ -103,12 +122,19 @@ def export_model(
     context: int | None = None,
     validate: bool = True,
     progress: bool = True,
+    method: str | None = None,
+    calib: str | Path | None = None,
 ) -> list[dict]:
-    """Write and validate the requested artifacts, record them in the manifest, and return them."""
+    """Write and validate the requested artifacts, record them in the manifest, and return them.
+
+    method: the ONNX quantization method (export.onnx.METHODS; None: each precision's default); calib:
+    the calibration fables of the methods that need them (None: export/calib.json)."""
     model_dir = Path(model_dir)
     _quiet_libraries()
     config = pl.read_config(model_dir)
     pairs = pl.plan(fmt, quant)
+    check_method(pairs, method, calib)
+    pl.check_backends(model_dir, config, pairs)  # an architecture/format pair no backend can take
     limit = pl.parse_bytes(budget)
     context = config["max_position_embeddings"] if context is None else context
     if context < 1 or context > config["max_position_embeddings"]:
@@ -122,7 +148,7 @@ def export_model(
     for name, exporter in EXPORTERS.items():
         quants = [q for f, q in pairs if f == name]
         if quants:
-            results += exporter(model_dir, quants, context, ref, progress)
+            results += exporter(model_dir, quants, context, ref, progress, method=method, calib=calib)
     artifacts = [describe(r, model_dir, config, context, limit, source) for r in results]
     write_manifest(model_dir, artifacts, context, budget)
     return artifacts

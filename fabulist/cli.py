@@ -380,9 +380,15 @@ def train_cmd(list_presets, resume, use_compile, shape, **options) -> None:
 @click.option("--memory-budget", default="6GB", show_default=True, help="Device memory, e.g. 6GB, 4GiB.")
 @click.option("--context", type=click.IntRange(min=1),
               help="Context length for the memory estimate, at least 1 (default: the model's).")  # fmt: skip
+@click.option("--method", default=None,
+              help="ONNX quantization method: int8 rtn (weight-only, default) | dynamic; int4 gptq (default) "
+              "| rtn | k_quant | hqq.")  # fmt: skip
+@click.option("--calib", type=click.Path(dir_okay=False),
+              help="Calibration fables for int4 gptq: the training data (.jsonl or .parquet) "
+              "[default: frozen training-region fables, export/calib.json].")  # fmt: skip
 @click.option("--strict", is_flag=True, help="Fail when a quantized artifact misses its validation gate.")
 @click.option("--no-validate", is_flag=True, help="Skip validation against PyTorch.")
-def export_cmd(model_dir, fmt, quant, memory_budget, context, strict, no_validate) -> None:
+def export_cmd(model_dir, fmt, quant, memory_budget, context, method, calib, strict, no_validate) -> None:
     """Export a trained model folder to ONNX and/or GGUF, validate each artifact, check the budget."""
     import time
 
@@ -390,7 +396,9 @@ def export_cmd(model_dir, fmt, quant, memory_budget, context, strict, no_validat
     from fabulist.export.run import export_model, table
 
     start = time.perf_counter()
-    artifacts = export_model(model_dir, fmt, quant, memory_budget, context, not no_validate)
+    artifacts = export_model(
+        model_dir, fmt, quant, memory_budget, context, not no_validate, method=method, calib=calib
+    )
     click.echo(table(artifacts))
     click.echo(f"exported in {time.perf_counter() - start:.1f} s; manifest: {model_dir}/export_manifest.json")
     missed = [a for a in artifacts if a.get("gate")]

@@ -78,8 +78,8 @@ def test_graph_io_and_ops(exported):
     }
     assert {"logits", "present.0.key", "present.1.value"} <= {o.name for o in graph.output}
     assert _ops(model_dir, "onnx/model_q4.onnx")["MatMulNBits"] >= 15  # 2 layers x 7 + LM head
-    int8 = _ops(model_dir, "onnx/model_int8.onnx")
-    assert int8["MatMulInteger"] + int8["DynamicQuantizeLinear"] > 0
+    int8 = _ops(model_dir, "onnx/model_int8.onnx")  # weight-only by default: 8-bit MatMulNBits, LM head too
+    assert int8["MatMulNBits"] == 15 and int8["MatMulInteger"] + int8["DynamicQuantizeLinear"] == 0
     genai = _ops(model_dir, "onnx-genai/int4/model.onnx")
     assert genai["GroupQueryAttention"] == 2 and genai["MatMulNBits"] > 0
 
@@ -120,7 +120,7 @@ def _bad_dir(tmp_path, config=None, tokenizer=True):
     [
         ("no_config", "is not a model folder"),
         ("no_tokenizer", "has no tokenizer.json"),
-        ("gpt2", "model_type 'gpt2' is not 'llama'"),
+        ("gpt2", "model_type 'gpt2' is not supported; supported: llama, qwen2"),
         ("quant", r"unknown ONNX quant \['q3'\]"),
     ],
 )

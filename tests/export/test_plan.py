@@ -85,5 +85,5 @@ def test_missing_tokenizer_and_other_architecture(tmp_path, tiny_model):
     with pytest.raises(pl.PlanError, match=r"tokenizer\.json is missing"):
         pl.read_config(folder)
     (folder / "config.json").write_text('{"model_type": "gpt2"}')
-    with pytest.raises(pl.PlanError, match="unsupported architecture 'gpt2'; only llama"):
+    with pytest.raises(pl.PlanError, match="model_type 'gpt2' is not supported; supported: llama, qwen2"):
         pl.read_config(folder)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def int8_model(tmp_path_factory):
     folder = make_model_dir(tmp_path_factory.mktemp("int8-model"))
-    export_onnx(folder, ["fp32", "int8"], validate=False, progress=False, fast=False)
+    export_onnx(folder, ["fp32", "int8"], validate=False, progress=False, fast=False, method="dynamic")
     return folder
 
 
