@@ -365,7 +365,7 @@ def markdown(results: dict) -> str:
         f"# fabulist serve under load ({r['model']}, {r['clients']} clients, {r['seconds']} s per phase, "
         f"max_tokens {r['max_tokens']}, threads {r['threads']})",
         "",
-        "Timed on a busy machine: compare ratios, not absolute numbers.",
+        "Absolute numbers depend on the machine and its load; the ratios compare servers of the same run.",
         "",
         "| server | workload | ok/sent | req/s | tok/s | p50 ms | p95 ms | p99 ms | TTFT p50 ms "
         "| tok/s vs sequential | tok/s vs llama.cpp |",
