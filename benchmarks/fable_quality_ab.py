@@ -52,15 +52,16 @@ def hf_from_gguf(model_dir: Path, gguf_path: Path, out: Path) -> Path:
     import torch
     from gguf.quants import dequantize
     from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    from fabulist.export.gguf import _HF_TO_GGUF
+    from fabulist.export.arch import gguf_tensor_name
 
     if (out / "model.safetensors").is_file():
         return out
     config = json.loads((model_dir / "config.json").read_text())
-    names = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight"}
-    for i in range(config["num_hidden_layers"]):
-        names |= {f"blk.{i}.{g}": f"model.layers.{i}.{h}" for h, g in _HF_TO_GGUF.items()}
+    with torch.device("meta"):  # the HF tensor names, without allocating the weights
+        hf = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)).state_dict()
+    names = {gguf_tensor_name(config, n): n for n in hf}  # llama.cpp's name -> the HF name
     weights = {}
     for t in gguf.GGUFReader(gguf_path).tensors:
         w = dequantize(t.data, t.tensor_type).astype(np.float32).reshape([int(d) for d in reversed(t.shape)])
