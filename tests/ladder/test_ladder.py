@@ -100,10 +100,22 @@ def test_range_and_verdicts_follow_the_documented_rules(ladder):
     for r in rows:
         again = lc.misses({**r["quality"], "valid_loss": r["valid_loss"]}, cfg.threshold)
         assert r["misses"] == again and r["meets"] == (not again)
+    # the rules written out here, not recomputed by bounds.*: the lower bound is the smallest rung that
+    # meets the threshold; per precision the upper bound is the largest candidate whose artifacts fit
     met = sorted((r for r in rows if r["meets"]), key=lambda r: r["params"])
-    assert rep["lower_bound"] == (bounds.lower_bound(rows) if met else None)
-    assert (rep["lower_bound"] or {}).get("rung") == (met[0]["name"] if met else None)
-    assert rep["upper_bound"] == json.loads(json.dumps(bounds.upper_bound(rows, cfg)))
+    want = {k: met[0][k] for k in ("params", "family", "size")} | {"rung": met[0]["name"]} if met else None
+    assert rep["lower_bound"] == want
+    for precision in ("int4", "int8"):
+        up = rep["upper_bound"][precision]
+        table = up["candidates"]
+        assert [t["params"] for t in table] == sorted(t["params"] for t in table) and len(table) >= len(rows)
+        assert {r["name"] for r in rows} <= {t["name"] for t in table}
+        fitting = [t for t in table if t["fits"]]
+        assert up["largest"] == (fitting[-1] if fitting else None)
+        larger_misses = not fitting or any(
+            not t["fits"] and t["params"] > fitting[-1]["params"] for t in table
+        )
+        assert up["limited_by"] == ("budget" if larger_misses else "candidates")
     (v,) = rep["verdicts"]
     deep, wide = rows[0], rows[1]
     gap = wide["valid_loss"] - deep["valid_loss"]
