@@ -47,7 +47,9 @@ def export_gguf(
     out_dir = model_dir / "gguf"
     out_dir.mkdir(exist_ok=True)
     ref = (ref or va.Reference(model_dir)) if validate else None
-    f32 = out_dir / "model-f32.gguf"
+    # the f32 file every llama.cpp quantization starts from: the artifact when asked for, else a temp file
+    # (an existing model-f32.gguf from an earlier export is never overwritten nor deleted)
+    f32 = out_dir / ("model-f32.gguf" if "f32" in quants else f".model-f32.{os.getpid()}.tmp.gguf")
     results = []
     try:
         if "f32" in quants or any(q in _LLAMA_FTYPE for q in quants):

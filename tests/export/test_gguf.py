@@ -73,6 +73,16 @@ def test_intermediate_f32_removed(tiny_model, tmp_path):
     assert [p.name for p in (model / "gguf").iterdir()] == ["model-q8_0.gguf"]
 
 
+def test_an_earlier_f32_survives_a_later_quantization(tiny_model, tmp_path):
+    # q4_0 alone quantizes from a temp f32: the model-f32.gguf an earlier export wrote stays as it was
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    gg.export_gguf(model, ["f32"], validate=False, progress=False)
+    before = (model / "gguf" / "model-f32.gguf").read_bytes()
+    gg.export_gguf(model, ["q4_0"], validate=False, progress=False)
+    assert sorted(p.name for p in (model / "gguf").iterdir()) == ["model-f32.gguf", "model-q4_0.gguf"]
+    assert (model / "gguf" / "model-f32.gguf").read_bytes() == before
+
+
 def test_failed_write_leaves_nothing(tiny_model, tmp_path, monkeypatch):
     import gguf
 
