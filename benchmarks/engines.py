@@ -9,8 +9,8 @@ both taken inside the engine's own loop (so a long prefill's noise does not leak
 
 Engines: `ours` (fabulist.runtime's Generator on any artifact), `llama` (llama-cpp-python's generate),
 `genai` (onnxruntime-genai's own generator), `optimum` (ORTModelForCausalLM.generate) and `torch`
-(transformers' LlamaForCausalLM.generate, fp32). Each is imported inside its loader, so the worker
-process of a row holds only that engine's libraries.
+(transformers' AutoModelForCausalLM.generate, fp32: Llama, Qwen2/3, Gemma 3). Each is imported inside its
+loader, so the worker process of a row holds only that engine's libraries.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def load_ours(model_dir: Path, artifact: str, threads: int) -> tuple[float, Run]
 
     def run(ids: list[int], n: int) -> tuple[float, float]:
         text = texts.setdefault(tuple(ids), gen.tok.decode(ids, skip_special_tokens=False))
+        if gen.plain is not None:  # the very ids every engine gets: no BOS added, no decode round trip
+            gen.encode = lambda _text: list(ids)
         stamps.clear()
         t = time.perf_counter()
         gen.generate(text, SamplingParams(temperature=0, max_new_tokens=n, min_new_tokens=n))
@@ -120,16 +122,21 @@ def load_optimum(model_dir: Path, artifact: str, threads: int) -> tuple[float, R
     t = time.perf_counter()
     model = ORTModelForCausalLM.from_pretrained(model_dir, subfolder="onnx", file_name=Path(artifact).name,
                                                 session_options=options, use_cache=True)  # fmt: skip
+    head_dim = getattr(model.config, "head_dim", None)
+    if head_dim and getattr(model, "embed_size_per_head", head_dim) != head_dim:
+        # optimum-onnx 0.1 sizes the empty cache as hidden/heads for all but Gemma: Qwen3's head_dim
+        # (128 x 16 heads > hidden 1024) fails its first call, so the row could not be measured
+        model.embed_size_per_head = head_dim
     return time.perf_counter() - t, _hf_run(model)
 
 
 def load_torch(model_dir: Path, artifact: str, threads: int) -> tuple[float, Run]:
     import torch
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(threads)
     t = time.perf_counter()
-    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()  # Llama, Qwen, Gemma
     return time.perf_counter() - t, _hf_run(model)
 
 

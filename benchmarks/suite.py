@@ -81,6 +81,7 @@ def quick_options(out: Path, work: Path = Path("benchmarks/work")) -> Options:
 def sizes(opts: Options) -> dict[str, Path]:
     """name -> model folder: the trained model, then the random presets (built and exported as needed)."""
     from fabulist.bench import models
+    from fabulist.runtime.plain import is_fable_folder
     from fabulist.train import presets
 
     found = {}
@@ -93,7 +94,9 @@ def sizes(opts: Options) -> dict[str, Path]:
         preset = models.TINY if name == "tiny" else presets.get(name)
         _log(opts, f"preparing {name} (random weights, context {BENCH_CONTEXT})")
         vocab = 512 if name == "tiny" and opts.model is None else 4096
-        found[name] = models.prepare(opts.work / name, preset, BENCH_CONTEXT, opts.model, vocab)
+        # presets are fable models: another model's tokenizer (a SmolLM2's, a Gemma's) is not theirs
+        source = opts.model if opts.model is not None and is_fable_folder(opts.model) else None
+        found[name] = models.prepare(opts.work / name, preset, BENCH_CONTEXT, source, vocab)
     return found
 
 

@@ -4,7 +4,9 @@
         "artifact": "onnx-genai/int4/model.onnx", "threads": 2, "repeats": 3, "contexts": [64, 512]}'
 
 Prints one JSON line. Batch 1, greedy, end-of-text suppressed; prompts are held-out fables in the training
-format cut to the needed length (the same token ids for every engine). After one warm-up, llama-bench style:
+format cut to the needed length (the same token ids for every engine); for a model that is not a fable
+model (a SmolLM2, a Qwen, a Gemma), their story text only, as a plain prompt with the model's own BOS.
+After one warm-up, llama-bench style:
 - load_s: loading the artifact; ttft_s: a 64-token prompt to the first new token;
 - pp128/pp512 (prefill tok/s): N prompt tokens / time to the first token after them;
 - tg128 (decode tok/s): 128 tokens after the 64-token prompt / (time to 129 new tokens - ttft);
@@ -31,14 +33,29 @@ def prompt_ids(model_dir: Path, n: int) -> list[int]:
     from tokenizers import Tokenizer
 
     from fabulist.export.validate import heldout_texts
+    from fabulist.runtime.plain import PlainFormat, is_fable_tokenizer
 
     tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    if not is_fable_tokenizer(tok):
+        return plain_prompt_ids(tok, PlainFormat.from_folder(model_dir, tok), heldout_texts(8 + n // 64), n)
     ids: list[int] = []
     for text in heldout_texts(8 + n // 64):
         ids += tok.encode(text, add_special_tokens=False).ids
         if len(ids) >= n:
             break
     return (ids * (n // max(len(ids), 1) + 1))[:n]
+
+
+def plain_prompt_ids(tok, plain, fables: list[str], n: int) -> list[int]:
+    """n token ids of the fables' stories as plain text (no format header, no special tokens), the
+    model's BOS first when it adds one; the text is cycled, the BOS is not repeated."""
+    from fabulist import fable_format as ff
+
+    stories = [t.partition(ff.STORY)[2].replace(ff.EOS, "").strip() for t in fables]
+    ids = plain.encode(tok, "\n\n".join(stories))
+    head = ids[:1] if plain.bos_id is not None and ids[:1] == [plain.bos_id] else []
+    body = ids[len(head) :] or [0]
+    return (head + body * ((n - len(head)) // len(body) + 1))[:n]
 
 
 def peak_rss_mb() -> float:

@@ -465,7 +465,10 @@ def _model_options(f):
 @click.option("--conflict", help=_FREE_HELP)
 @click.option("--resolution", help=_FREE_HELP)
 @click.option("--moral", help=_FREE_HELP)
-@click.option("--prompt", "beginning", help="A story beginning to continue.")
+@click.option("--prompt", "beginning", help="A story beginning to continue (for a model that is not a "
+              "fable model: the whole prompt).")  # fmt: skip
+@click.option("--chat", is_flag=True, help="A model that is not a fable model: wrap --prompt in its chat "
+              "template (tokenizer_config.json) as one user message.")  # fmt: skip
 @_model_options
 @click.option("-n", "count", type=click.IntRange(min=1), default=1, show_default=True,
               help="Completions of the same prompt (>= 1).")  # fmt: skip
@@ -504,25 +507,39 @@ def generate_cmd(
     stats,
     guide,
     draft_dir,
+    chat,
     **given,
 ) -> None:
-    """Write fables with an exported model, offline (ONNX Runtime or llama.cpp; no torch)."""
+    """Write fables with an exported model, offline (ONNX Runtime or llama.cpp; no torch). Any other
+    exported model (SmolLM2, Qwen, Gemma) continues --prompt as is, or answers it with --chat."""
     import json
 
     from fabulist import fable_format as ff
     from fabulist.runtime.embedded import resolve
     from fabulist.runtime.load import load_generator
+    from fabulist.runtime.plain import is_fable_folder
 
     params = _sampling(temperature=temperature, top_k=top_k, top_p=top_p,
                        repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens, seed=seed,
                        stop=tuple(stop))  # fmt: skip
-    try:  # user text never becomes format structure (a header line, a special token)
-        labels, free = _elements_for(given, random_fill=beginning is None, seed=seed)
-        prompt = ff.prompt(labels, beginning)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
     model_dir = resolve(model_dir)
+    plain = not is_fable_folder(model_dir)
+    if plain:
+        _check_plain_options(given, beginning, guide, draft_dir)
+        labels, free = {}, []
+    elif chat:
+        raise click.UsageError("--chat is for models with a chat template; a fable model takes --character, "
+                               "--moral and the other elements")  # fmt: skip
+    else:
+        try:  # user text never becomes format structure (a header line, a special token)
+            labels, free = _elements_for(given, random_fill=beginning is None, seed=seed)
+            prompt = ff.prompt(labels, beginning)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
     gen = load_generator(model_dir, fmt, quant, threads, graph)
+    if plain:
+        prompt = _plain_prompt(gen, beginning, chat)
+    shown = "" if chat else beginning or ""  # what the output starts with before the completion
     gen.preflight(prompt, params, count)  # a batch that cannot fit is one line, before any output
     guide = _guide_for(gen, prompt, params) if guide else None
     if draft_dir and guide:
@@ -541,7 +558,7 @@ def generate_cmd(
         completions = generate_drafted(gen, model_dir, resolve(draft_dir), fmt, quant, prompt, params, count,
                                        threads)  # fmt: skip
     elif stream and count == 1 and not as_json:
-        click.echo(beginning or "", nl=False)
+        click.echo(shown, nl=False)
         steps = gen.stream(prompt, params, guide=guide)
         try:
             while True:
@@ -553,13 +570,13 @@ def generate_cmd(
         completions = gen.generate(prompt, params, count, guide=guide)
     if as_json:
         out = {"prompt": prompt, "elements": labels, "beginning": beginning,
-               "completions": [{"text": (beginning or "") + c.text, "finish_reason": c.finish_reason,
+               "completions": [{"text": shown + c.text, "finish_reason": c.finish_reason,
                                 "new_tokens": len(c.tokens), "clipped_to": c.clipped_to, "stats": c.stats}
                                for c in completions]}  # fmt: skip
         click.echo(json.dumps(out, ensure_ascii=False, indent=1))
     elif not (stream and count == 1):
         for i, c in enumerate(completions, 1):
-            click.echo(f"--- {i}/{len(completions)} ---\n{beginning or ''}{c.text}")
+            click.echo(f"--- {i}/{len(completions)} ---\n{shown}{c.text}")
     for c in completions:
         if c.clipped_to is not None and not as_json:
             click.echo(f"note: max new tokens clipped to {c.clipped_to} by the model's context", err=True)
@@ -567,6 +584,27 @@ def generate_cmd(
             s = c.stats
             timing = f"{gen.artifact}: load {s['load_s']:.3f} s, first token {s['ttft_s'] * 1000:.0f} ms"
             click.echo(f"{timing}, {s['new_tokens']} tokens at {s['tokens_per_s']:,.0f} tok/s", err=True)
+
+
+def _check_plain_options(given: dict, beginning: str | None, guide: bool, draft_dir: str | None) -> None:
+    """A model that is not a fable model takes a plain --prompt and none of the fable options."""
+    fable = [f"--{k}" for k, v in given.items() if v is not None] + ["--guide"] * guide
+    fable += ["--draft"] * bool(draft_dir)
+    if fable:
+        raise click.UsageError(f"{fable[0]} needs a fable model; this one is not: give --prompt TEXT only")
+    if beginning is None:
+        raise click.UsageError("this model is not a fable model: give --prompt TEXT (and --chat to use its "
+                               "chat template)")  # fmt: skip
+
+
+def _plain_prompt(gen, beginning: str, chat: bool) -> str:
+    """The text a plain model is given: the prompt as is, or rendered by its chat template."""
+    import dataclasses
+
+    if not chat:
+        return beginning
+    gen.plain = dataclasses.replace(gen.plain, chat=True)
+    return gen.plain.render_chat(beginning)
 
 
 @main.command("serve")

@@ -55,12 +55,23 @@ class Completion:
 class Generator:
     """Text in, fables out, on one backend with its tokenizer (a `tokenizers.Tokenizer`)."""
 
-    def __init__(self, backend: Backend, tokenizer, load_seconds: float = 0.0, artifact=None):
+    def __init__(self, backend: Backend, tokenizer, load_seconds: float = 0.0, artifact=None, plain=None):
+        """plain: a runtime.plain.PlainFormat for a model that is not a fable model (its own BOS and
+        end-of-text ids; text decoded by its tokenizer's decoder)."""
         self.backend, self.tok, self.load_seconds, self.artifact = backend, tokenizer, load_seconds, artifact
-        self.eos = tokenizer.token_to_id(ff.EOS)
-        self.specials = {tokenizer.token_to_id(t) for t in ff.SPECIAL_TOKENS}
+        self.plain = plain
+        if plain is None:
+            self.eos = tokenizer.token_to_id(ff.EOS)
+            self.specials = {tokenizer.token_to_id(t) for t in ff.SPECIAL_TOKENS}
+            self.stops = [self.eos]
+        else:  # no eos_token_id: only the length ends a completion (0 only fills finished rows)
+            self.stops = list(plain.eos_ids)
+            self.eos = self.stops[0] if self.stops else 0
+            self.specials = set()
 
     def encode(self, text: str) -> list[int]:
+        if self.plain is not None:
+            return self.plain.encode(self.tok, text)
         return self.tok.encode(text, add_special_tokens=False).ids
 
     def budget(self, prompt_ids: list[int], params: SamplingParams) -> tuple[int, int | None]:
@@ -117,7 +128,7 @@ class Generator:
             guide.check_budget(limit)
         guides = [guide.start(prompt.partition(ff.STORY)[2]) for _ in range(n)] if guide else None
         rngs = [np.random.default_rng(None if params.seed is None else [params.seed, s]) for s in seeds]
-        decoders = [StreamDecoder(self.tok, self.specials) for _ in range(n)]
+        decoders = [StreamDecoder(self.tok, self.specials, decode=self.plain is not None) for _ in range(n)]
         texts, tokens, reasons = [""] * n, [[] for _ in range(n)], [None] * n
         self._check_memory(n, len(ids) + limit)
         t0 = time.perf_counter()
@@ -129,7 +140,7 @@ class Generator:
             early = [j for j, i in enumerate(live) if len(tokens[i]) < params.min_new_tokens]
             if early:
                 rows = rows.copy()
-                rows[early, self.eos] = -np.inf
+                rows[np.ix_(early, self.stops)] = -np.inf
             seen = [lambda i=i: ids + tokens[i] for i in live]
             drawn = dict(
                 zip(live, next_tokens(rows, params, [rngs[i] for i in live], seen).tolist(), strict=True)
@@ -140,7 +151,7 @@ class Generator:
             picks = [drawn.get(i, self.eos) for i in range(n)]
             for i in live:
                 tok = drawn[i]
-                if tok == self.eos:
+                if tok in self.stops:
                     reasons[i] = "eos"
                     continue
                 tokens[i].append(tok)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fabulist.runtime.backends import BackendError, GenaiBackend, LlamaCppBackend, OnnxBackend, read_config
 from fabulist.runtime.engine import Generator
+from fabulist.runtime.plain import PlainFormat, is_fable_tokenizer
 
 OPTIMUM = {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx", "int4": "onnx/model_q4.onnx"}
 GENAI = {"fp32": "onnx-genai/fp32/model.onnx", "int4": "onnx-genai/int4/model.onnx"}
@@ -89,4 +90,5 @@ def load_generator(model_dir: str | Path, fmt: str = "onnx", quant: str | None =
     else:
         backend = LlamaCppBackend(path, config["max_position_embeddings"], threads)
     backend.check_vocab(config["vocab_size"])
-    return Generator(backend, tokenizer, load_seconds=time.perf_counter() - start, artifact=path)
+    plain = None if is_fable_tokenizer(tokenizer) else PlainFormat.from_folder(model_dir, tokenizer)
+    return Generator(backend, tokenizer, load_seconds=time.perf_counter() - start, artifact=path, plain=plain)
