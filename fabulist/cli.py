@@ -522,6 +522,12 @@ def generate_cmd(
     params = _sampling(temperature=temperature, top_k=top_k, top_p=top_p,
                        repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens, seed=seed,
                        stop=tuple(stop))  # fmt: skip
+    try:  # bad element text is refused before any model folder is looked at or loaded
+        for kind, text in given.items():
+            if text is not None:
+                ff.check_element(kind, text)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     model_dir = resolve(model_dir)
     plain = not is_fable_folder(model_dir)
     if plain:
