@@ -5,6 +5,7 @@ token, and text equal to the tokenizer's decode of it (runtime/plain.py, runtime
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -40,17 +41,32 @@ def _fold_settings(name: str, folder) -> None:
         (folder / "generation_config.json").write_text(json.dumps(gen))
 
 
-@pytest.fixture(scope="module", params=list(CONFIGS))
-def exported(request, tmp_path_factory):
+_EXPORTED: dict[str, Path] = {}
+
+
+def _export(name: str, tmp_path_factory) -> Path:
+    """The tiny folder of one architecture exported to ONNX fp32 (both graphs) and GGUF f32, once."""
     from fabulist.export.gguf import export_gguf
     from fabulist.export.onnx import export_onnx
 
-    name = request.param
-    folder = make_folder(name, tmp_path_factory.mktemp(name) / "model")
-    _fold_settings(name, folder)
-    export_onnx(folder, ["fp32"], validate=False, progress=False)
-    export_gguf(folder, ["f32"], validate=False, progress=False)
-    return name, folder
+    if name not in _EXPORTED:
+        folder = make_folder(name, tmp_path_factory.mktemp(name) / "model")
+        _fold_settings(name, folder)
+        export_onnx(folder, ["fp32"], validate=False, progress=False)
+        export_gguf(folder, ["f32"], validate=False, progress=False)
+        _EXPORTED[name] = folder
+    return _EXPORTED[name]
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def exported(request, tmp_path_factory):
+    return request.param, _export(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def exported_one(tmp_path_factory):
+    """For the tests one architecture is enough for: name -> (name, folder)."""
+    return lambda name: (name, _export(name, tmp_path_factory))
 
 
 def torch_greedy(folder, ids: list[int]) -> list[int]:
@@ -93,8 +109,7 @@ def test_prompt_ids_are_the_text_with_the_tokenizers_bos(exported):
 @pytest.mark.parametrize("fmt, quant, graph", ARTIFACTS)
 def test_greedy_tokens_and_text_equal_pytorch(exported, fmt, quant, graph):
     name, folder = exported
-    if not _present(folder, fmt, graph):
-        pytest.skip(f"no genai graph for {name}")
+    assert _present(folder, fmt, graph), f"{name}: no {fmt} {graph} artifact"
     gen = load_generator(folder, fmt, quant, graph=graph)
     ids = gen.encode(PROMPT)
     assert len(ids) > 32  # past the tiny Gemma's sliding window
@@ -112,12 +127,10 @@ def test_greedy_tokens_and_text_equal_pytorch(exported, fmt, quant, graph):
     assert as_json["elements"] == {}
 
 
-def test_chat_template_wraps_the_prompt(exported):
+def test_chat_template_wraps_the_prompt(exported_one):
     from transformers import PreTrainedTokenizerFast
 
-    name, folder = exported
-    if name != "qwen2.5":
-        pytest.skip("one architecture is enough for the template")
+    _, folder = exported_one("qwen2.5")
     chat = folder.parent / "chat"
     shutil.copytree(folder, chat)
     tc = {"chat_template": TEMPLATE, "bos_token": "<|endoftext|>", "eos_token": "<|im_end|>"}
@@ -137,10 +150,8 @@ def test_chat_template_wraps_the_prompt(exported):
     assert out["completions"][0]["text"] == gen.tok.decode(expected)  # the reply only, no prompt echo
 
 
-def test_plain_model_errors_are_one_line(exported):
-    name, folder = exported
-    if name != "smollm2":
-        pytest.skip("one architecture is enough for the errors")
+def test_plain_model_errors_are_one_line(exported_one):
+    _, folder = exported_one("smollm2")
     base = ["--model", str(folder), "--format", "gguf", "--quant", "f32"]
     cases = [
         (["--prompt", "Hi", "--character", "fox"], 2, "--character needs a fable model; this one is not"),
@@ -180,15 +191,13 @@ def test_stream_decoder_joins_to_decode_for_each_tokenizer_kind(name):
     assert tok.decode(ids) == prefix + text
 
 
-def test_bench_run_measures_a_plain_model_with_its_peers(exported, tmp_path):
+def test_bench_run_measures_a_plain_model_with_its_peers(exported_one, tmp_path):
     """`fabulist bench run --model DIR` on a Gemma 3 folder (sliding-window layers, the hardest shape):
     every row whose artifact is there is measured, ours and each peer on the same weights."""
     from fabulist.export.gguf import export_gguf
     from fabulist.export.onnx import export_onnx
 
-    name, folder = exported
-    if name != "gemma3":
-        pytest.skip("one architecture: each row is a process of its own")
+    _, folder = exported_one("gemma3")  # one architecture: each row is a process of its own
     model = tmp_path / "model"
     shutil.copytree(folder, model)
     export_onnx(model, ["int4"], validate=False, progress=False)
