@@ -59,7 +59,14 @@ class _Group(click.Group):
 def main() -> None:
     """Fabulist: moral fables from synthetic data to small on-device language models.
 
-    Stage 1 (data): element lists -> combinatorial prompts -> fables from a teacher -> stats and splits.
+    \b
+    data      element lists -> prompts -> fables from a teacher -> stats and splits
+    train     tokenizer and a Llama model (CPU or GPU, resumable, torchrun)
+    export    ONNX and GGUF, quantized, each validated against PyTorch
+    generate  fables offline with the torch-free runtime (default: the embedded fable-5m)
+    serve     the same behind an OpenAI-compatible API
+    eval      quality checks, the LLM judge, held-out perplexity
+    bench     speed and memory against peers; ladder: sizes and shapes
     """
 
 
