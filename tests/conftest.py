@@ -42,7 +42,7 @@ def onnx_model(tmp_path_factory):
     weights, our tokenizer, optimum's and onnxruntime-genai's ONNX graphs (fp32, int4), GGUF (f32, q4_0)."""
     from fabulist.export.gguf import export_gguf
     from fabulist.export.onnx import export_onnx
-    from tests.export.conftest import make_model_dir
+    from tests.builders import make_model_dir
 
     folder = make_model_dir(tmp_path_factory.mktemp("runtime-model"))
     export_onnx(folder, ["fp32", "int4"], validate=False, progress=False)

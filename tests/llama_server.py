@@ -66,7 +66,7 @@ def train_answering_model(folder: Path, steps: int = 72, teach_prompts: int = 4,
     from transformers import LlamaForCausalLM
 
     from fabulist.export.gguf import export_gguf
-    from tests.export.conftest import make_model_dir
+    from tests.builders import make_model_dir
 
     make_model_dir(folder)
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))

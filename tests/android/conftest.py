@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.export.conftest import make_model_dir
+from tests.builders import make_model_dir
 
 DEMO = Path(__file__).resolve().parents[2] / "android-demo"
 # Chrome's own services (update.googleapis.com, accounts.google.com, ... seen here), which the browser

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from fabulist.bench.fable_quality_ab import hf_from_gguf
 from fabulist.export.gguf import export_gguf
-from tests.export.conftest import make_model_dir
+from tests.builders import make_model_dir
 
 pytestmark = pytest.mark.slow
 

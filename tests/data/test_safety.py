@@ -17,7 +17,7 @@ from fabulist.data.split import split_dataset
 from fabulist.data.stats import compute_stats, render_text
 from fabulist.data.tools_cli import split as split_command
 from fabulist.data.tools_cli import stats as stats_command
-from tests.train.conftest import make_fables
+from tests.builders import make_fables
 
 from .test_split import N_UNIQUE, read
 from .test_split import fables as split_fables

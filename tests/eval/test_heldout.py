@@ -8,7 +8,7 @@ import pytest
 from fabulist.eval import heldout
 from fabulist.export import validate as va
 from fabulist.records import dumps
-from tests.train.conftest import make_fables
+from tests.builders import make_fables
 
 pytestmark = pytest.mark.slow
 

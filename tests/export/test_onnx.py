@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """Every artifact of one fresh tiny model (optimum fp32/int8/int4 and genai fp32/int4), validated."""
-    from tests.export.conftest import make_model_dir
+    from tests.builders import make_model_dir
 
     model_dir = make_model_dir(tmp_path_factory.mktemp("onnx-model"))
     results = export_onnx(model_dir, ["fp32", "int8", "int4"], progress=False)

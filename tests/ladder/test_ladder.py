@@ -16,8 +16,8 @@ from fabulist.ladder import rung as rg
 from fabulist.ladder.run import prepare_data, run_ladder
 from fabulist.records import dumps
 from fabulist.train.trainer import train
+from tests.builders import make_fables
 from tests.eval.judge_server import JudgeServer
-from tests.train.conftest import make_fables
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -64,7 +64,7 @@ def test_resolve_without_default(tmp_path, monkeypatch):
 def exported_run(tmp_path_factory):
     """A tiny model exported to INT4 ONNX (both graphs) and 4-bit GGUF, with what training writes."""
     from fabulist.export.run import export_model
-    from tests.export.conftest import make_model_dir
+    from tests.builders import make_model_dir
 
     run = make_model_dir(tmp_path_factory.mktemp("pack") / "run", hidden=256, heads=4, kv_heads=2, ffn=512)
     export_model(run, "all", "int4", "6GB", None, False, progress=False)  # random weights miss the gates

@@ -11,7 +11,7 @@ from fabulist.export.validate import torch_greedy
 from fabulist.runtime.engine import GenerationError
 from fabulist.runtime.load import load_generator
 from fabulist.runtime.sampling import SamplingParams
-from tests.export.conftest import make_model_dir
+from tests.builders import make_model_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 PROMPT = ff.prompt({"character": "Fox", "moral": "Kindness is rewarded."})

@@ -11,7 +11,7 @@ import pytest
 from fabulist.export.onnx import FILES, OnnxLM, export_onnx
 from fabulist.export.validate import heldout_texts
 from fabulist.ort_session import ACCURATE_INT8, session_options
-from tests.export.conftest import make_model_dir
+from tests.builders import make_model_dir
 
 pytestmark = pytest.mark.slow
 

@@ -44,7 +44,7 @@ def draft_model(tmp_path_factory):
     """A smaller random model with the same tokenizer as the runtime tests' model."""
     from fabulist.export.gguf import export_gguf
     from fabulist.export.onnx import export_onnx
-    from tests.export.conftest import make_model_dir
+    from tests.builders import make_model_dir
 
     folder = make_model_dir(
         tmp_path_factory.mktemp("draft-model"), hidden=32, heads=2, kv_heads=1, ffn=64, seed=3

@@ -2,20 +2,8 @@
 
 import pytest
 
-from fabulist import elements as el
-from fabulist.data import prompts as pr
-from fabulist.data.teachers import procedural
-from fabulist.records import dumps, fable_record
-
-
-def make_fables(count: int, seed: int) -> list[dict]:
-    records = []
-    for p in pr.sample(count, seed=seed):
-        story = {k: el.lookup(k, p["elements"][k]) for k in el.KINDS}
-        text = procedural.write_fable(story, p["index"], opening_seed=p["opening_seed"])
-        records.append(fable_record(p, text, teacher="procedural", llm_name="procedural", input_tokens=0,
-                                    output_tokens=0, seconds=0.0, sampling={}, seed=seed))  # fmt: skip
-    return records
+from fabulist.records import dumps
+from tests.builders import make_fables
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,44 @@
+"""Builders the tests of several stages share (the fixtures that use them live in the conftest files): tiny
+Hugging Face fable models with random weights and a real trained tokenizer, and small corpora written by
+the project's own prompt sampler and procedural teacher. No downloads."""
+
+from fabulist import elements as el
+from fabulist.data import prompts as pr
+from fabulist.data.teachers import procedural
+from fabulist.export.validate import heldout_texts
+from fabulist.records import fable_record
+from fabulist.train import tokenizer as tk
+from fabulist.train.presets import Preset
+
+
+def make_model_dir(folder, hidden=64, layers=2, heads=4, kv_heads=2, ffn=128, vocab=512, seed=0):
+    """A LlamaForCausalLM folder as `fabulist train` writes it, with random (seeded) weights."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tok = tk.train_tokenizer(heldout_texts(40, seed=7), vocab_size=vocab)
+    tk.save(tok, folder, context=256)
+    preset = Preset("tiny", hidden, layers, heads, kv_heads, ffn, context=256, lr=1e-3)
+    config = LlamaConfig(**preset.llama_config(tok.get_vocab_size(), tk.special_ids(tok)))
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # larger weights than the init, so logits are not all near zero
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.08)
+    model.save_pretrained(folder, safe_serialization=True)
+    special = tk.special_ids(tok)
+    GenerationConfig(
+        bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special["pad"]
+    ).save_pretrained(folder)
+    return folder
+
+
+def make_fables(count: int, seed: int) -> list[dict]:
+    records = []
+    for p in pr.sample(count, seed=seed):
+        story = {k: el.lookup(k, p["elements"][k]) for k in el.KINDS}
+        text = procedural.write_fable(story, p["index"], opening_seed=p["opening_seed"])
+        records.append(fable_record(p, text, teacher="procedural", llm_name="procedural", input_tokens=0,
+                                    output_tokens=0, seconds=0.0, sampling={}, seed=seed))  # fmt: skip
+    return records
