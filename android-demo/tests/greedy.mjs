@@ -10,25 +10,9 @@
 // (one forward pass), within a tolerance where integer kernels differ by CPU.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import * as ort from 'onnxruntime-web';
 import { buildPrompt } from '../app/prompt.js';
 import { QUANTS } from '../scripts/build.mjs';
-
-// transformers.js in Node picks onnxruntime-node; handing it onnxruntime-web instead runs the same wasm
-// kernels as the browser (the hook transformers.js reads: globalThis[Symbol.for('onnxruntime')]).
-globalThis[Symbol.for('onnxruntime')] = ort;
-const { AutoModelForCausalLM, AutoTokenizer, env } = await import('@huggingface/transformers');
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const dist = path.join(ROOT, 'node_modules', 'onnxruntime-web', 'dist');
-ort.env.wasm.wasmPaths = {
-  mjs: new URL(`file://${dist}/ort-wasm-simd-threaded.mjs`).href,
-  wasm: new URL(`file://${dist}/ort-wasm-simd-threaded.wasm`).href,
-};
-ort.env.wasm.numThreads = 1;
-env.useWasmCache = false;
-env.allowRemoteModels = false;
+import { AutoModelForCausalLM, AutoTokenizer, env } from './wasm.mjs';
 
 function parseArgs(argv) {
   const opts = { model: null, labels: [{}], quants: Object.keys(QUANTS), max: 40 };

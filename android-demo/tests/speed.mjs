@@ -7,24 +7,11 @@
 // Greedy from one fixed prompt; prints one JSON object {quant: {tok_s: [...], tokens, load_s}}: the decode
 // rate of each repeat after one warm-up run (new tokens / wall seconds of generate, prefill included).
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import * as ort from 'onnxruntime-web';
 import { QUANTS } from '../scripts/build.mjs';
-
-globalThis[Symbol.for('onnxruntime')] = ort;
-const { AutoModelForCausalLM, AutoTokenizer, env } = await import('@huggingface/transformers');
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const dist = path.join(ROOT, 'node_modules', 'onnxruntime-web', 'dist');
-ort.env.wasm.wasmPaths = {
-  mjs: new URL(`file://${dist}/ort-wasm-simd-threaded.mjs`).href,
-  wasm: new URL(`file://${dist}/ort-wasm-simd-threaded.wasm`).href,
-};
-env.useWasmCache = false;
-env.allowRemoteModels = false;
+import { AutoModelForCausalLM, AutoTokenizer, env, ort } from './wasm.mjs';
 
 function parseArgs(argv) {
-  const opts = { model: null, quants: Object.keys(QUANTS), threads: 1, tokens: 64, repeats: 3, files: {} };
+  const opts = { model: null, quants: Object.keys(QUANTS), threads: 1, tokens: 64, repeats: 3 };
   for (let i = 0; i < argv.length; i += 2) {
     const [key, value] = [argv[i], argv[i + 1]];
     if (key === '--model') opts.model = path.resolve(value);
