@@ -74,13 +74,19 @@ def interleaved_speed(paths: list[Path], threads: int, repeats: int) -> list[flo
     return [round(b, 1) for b in best]
 
 
+def working_copy(model_dir: Path, tmp: Path) -> Path:
+    """The model's files (MODEL_FILES) copied into tmp/<name>: exports go there, never into model_dir."""
+    work = tmp / model_dir.name
+    work.mkdir()
+    for name in MODEL_FILES:
+        if (model_dir / name).exists():
+            shutil.copy2(model_dir / name, work / name)
+    return work
+
+
 def measure(model_dir: Path, pairs, calib, threads: int, repeats: int) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="quant-methods-") as tmp:
-        work = Path(tmp) / model_dir.name
-        work.mkdir()
-        for name in MODEL_FILES:
-            if (model_dir / name).exists():
-                shutil.copy2(model_dir / name, work / name)
+        work = working_copy(model_dir, Path(tmp))
         config = ox.check_model_dir(work)
         params = pl.parameters(config)
         ref = va.Reference(work)
@@ -131,11 +137,7 @@ def sensitivity(model_dir: Path, calib=None) -> list[dict]:
     from fabulist.export import gptq
 
     with tempfile.TemporaryDirectory(prefix="quant-sensitivity-") as tmp:
-        work = Path(tmp) / model_dir.name
-        work.mkdir()
-        for name in MODEL_FILES:
-            if (model_dir / name).exists():
-                shutil.copy2(model_dir / name, work / name)
+        work = working_copy(model_dir, Path(tmp))
         fp32 = ox._export_fp32(work, work / "onnx", progress=False)
         feeds, _ = ox._calibration(work, calib, fp32)
         model = ox.load_proto(fp32)
