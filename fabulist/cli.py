@@ -434,12 +434,8 @@ def _elements_for(given: dict[str, str | None], random_fill: bool,
         if value is None:
             labels[kind] = elements.label(kind, rng.choice(elements.load(kind)))
             continue
-        match = [e for e in elements.load(kind) if value.lower() in (e.id, elements.label(kind, e).lower())]
-        if match:
-            labels[kind] = elements.label(kind, match[0])
-            continue
-        ff.check_element(kind, value)
-        labels[kind], free = ff.free_label(value), [*free, kind]
+        labels[kind], is_free = ff.element_label(kind, value)
+        free += [kind] if is_free else []
     return labels, free
 
 

@@ -74,6 +74,17 @@ def check_element(kind: str, text: str) -> None:
     check_text(f"the {kind}", text, one_line=True)
 
 
+def element_label(kind: str, value: str) -> tuple[str, bool]:
+    """(header label, given as free text) of a user's element value: a shipped list element by id or label
+    (case-insensitive) gives its label; other text is checked (`check_element`: a ValueError) and becomes a
+    free-text label. How `fabulist generate` and `fabulist serve` read the elements they are given."""
+    match = [e for e in el.load(kind) if value.lower() in (e.id, el.label(kind, e).lower())]
+    if match:
+        return el.label(kind, match[0]), False
+    check_element(kind, value)
+    return free_label(value), True
+
+
 def free_label(text: str) -> str:
     """A free-text element as a header value: spaces collapsed, first letter capitalised ("Arctic floe")."""
     text = " ".join(text.split())

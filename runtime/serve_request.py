@@ -156,15 +156,10 @@ def element_labels(given: Mapping[str, object], where: str) -> dict[str, str]:
             continue
         if not isinstance(value, str):
             raise ApiError(400, f"{where}{kind} must be a string", f"fable.{kind}")
-        match = [e for e in el.load(kind) if value.lower() in (e.id, el.label(kind, e).lower())]
-        if match:
-            labels[kind] = el.label(kind, match[0])
-            continue
         try:
-            ff.check_element(kind, value)
+            labels[kind], _ = ff.element_label(kind, value)
         except ValueError as exc:
             raise ApiError(400, f"{where}{exc}", f"fable.{kind}") from None
-        labels[kind] = ff.free_label(value)
     return labels
 
 
