@@ -6,7 +6,7 @@
                 themselves, never each other
     measure     fabulist.eval, fabulist.bench (benchmarks/), fabulist.ladder: anything below, and each other
     release     fabulist.export.pack (a model card needs the quality bar): anything below
-    commands    fabulist.cli and the stages' *_cli modules: anything
+    commands    fabulist.cli (fabulist/cli/, one module per stage): anything
 
 import-linter would be the usual tool, but its graph builder (grimp) walks one folder per top-level package
 and cannot follow setuptools' package-dir mapping (`export/` installs as `fabulist.export`), so it sees
@@ -26,7 +26,7 @@ FOLDERS = {"fabulist": "fabulist", "export": "fabulist.export", "runtime": "fabu
 STAGES = ("data", "train", "export", "runtime")
 MEASURE = ("eval", "bench", "ladder")
 RELEASE = ("fabulist.export.pack",)
-COMMANDS = ("fabulist.cli", "fabulist.data.tools_cli", "fabulist.data.tf1_cli", "fabulist.ladder.cli")
+COMMANDS = "fabulist.cli"  # the package: one module per stage
 # The imports against the layering that remain, each with the reason it is still there. The test fails when
 # one disappears, so that this list only shrinks.
 KNOWN: dict[tuple[str, str], str] = {}
@@ -64,7 +64,7 @@ MODULES = set(SOURCES)
 
 def layer(name: str) -> tuple[int, str]:
     """(rank, group): a module may import a lower rank, or its own group."""
-    if name in COMMANDS:
+    if name == COMMANDS or name.startswith(COMMANDS + "."):
         return 4, "commands"
     if name in RELEASE:
         return 3, name

@@ -321,6 +321,12 @@ TARGETS = {"moral_line": 0.95, "character": 0.95, "setting": 0.90, "moral_stated
 MAX_REPETITION = 0.05
 
 
+def goals() -> list[tuple[str, str]]:
+    """Every reported metric with its goal as shown to people (the CLI's table, the model card)."""
+    rows = [(k, f">= {t:.0%}") for k, t in TARGETS.items()]
+    return [*rows, ("repetition_4gram", f"<= {MAX_REPETITION:.0%}"), ("distinct_2", "reported")]
+
+
 def eval_prompts(n: int, seed: int) -> list[dict]:
     """n full-scaffold prompts from the reserved evaluation region: {'ids', 'prompt'}."""
     from fabulist.data import prompts as pr
@@ -383,7 +389,7 @@ def run(generator, n: int = 200, temperature: float = 0.8, seed: int = 0, max_ne
 
 def verdict(summary: dict) -> list[str]:
     """The quality-bar checks that fail (empty when the bar holds)."""
-    misses = [f"{k} {summary[k]:.1%} < {t:.0%}" for k, t in TARGETS.items() if summary[k] < t]
-    if summary["repetition_4gram"] > MAX_REPETITION:
-        misses.append(f"4-gram repetition {summary['repetition_4gram']:.1%} > {MAX_REPETITION:.0%}")
-    return misses
+    from fabulist.thresholds import misses
+
+    percent = lambda value, limit: (f"{value:.1%}", f"{limit:.0%}")  # noqa: E731
+    return misses(summary, TARGETS, {"repetition_4gram": MAX_REPETITION}, show=percent)

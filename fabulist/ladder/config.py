@@ -121,16 +121,10 @@ def quality_bar() -> dict:
 def misses(metrics: dict, threshold: dict) -> list[str]:
     """The threshold's checks that `metrics` fails (empty: the rung meets the threshold). A metric that
     was not measured fails its check."""
-    out = []
-    for key, limit in threshold.items():
-        value = metrics.get(key)
-        if value is None:
-            out.append(f"{key} not measured")
-        elif key in MAXIMA and value > limit:
-            out.append(f"{key} {value:.3g} > {limit:.3g}")
-        elif key not in MAXIMA and value < limit:
-            out.append(f"{key} {value:.3g} < {limit:.3g}")
-    return out
+    from fabulist.thresholds import misses as failed
+
+    minima = {k: v for k, v in threshold.items() if k not in MAXIMA}
+    return failed(metrics, minima, {k: v for k, v in threshold.items() if k in MAXIMA})
 
 
 def load(spec: str | Path) -> LadderConfig:

@@ -429,7 +429,7 @@ def test_prompts_refuse_to_replace_a_fables_file_without_force(tmp_path):
 
 
 def test_stats_plot_refuses_to_replace_a_non_png_without_force(tmp_path):
-    from fabulist.data.tools_cli import stats
+    from fabulist.cli import main
 
     fables = tmp_path / "fables.jsonl"
     assert generate(write_prompts_path(tmp_path), fables).returncode == 0
@@ -437,14 +437,15 @@ def test_stats_plot_refuses_to_replace_a_non_png_without_force(tmp_path):
     report.write_text("my report\n")
     before = tree(tmp_path)
     for target in (report, fables):
-        result = CliRunner().invoke(stats, [str(fables), "--plot", str(target)])
+        result = CliRunner().invoke(main, ["data", "stats", str(fables), "--plot", str(target)])
         assert result.exit_code == 1 and result.stdout == ""
         assert result.stderr == (
             f"error: --plot {target} exists and is not a PNG; choose another file, or --force to replace it\n"
         )
     assert tree(tmp_path) == before
     png = tmp_path / "words.png"
-    assert CliRunner().invoke(stats, [str(fables), "--plot", str(png)]).exit_code == 0
-    assert CliRunner().invoke(stats, [str(fables), "--plot", str(png)]).exit_code == 0  # a PNG: replaced
-    forced = CliRunner().invoke(stats, [str(fables), "--plot", str(report), "--force"])
+    assert CliRunner().invoke(main, ["data", "stats", str(fables), "--plot", str(png)]).exit_code == 0
+    again = CliRunner().invoke(main, ["data", "stats", str(fables), "--plot", str(png)])
+    assert again.exit_code == 0  # a PNG: replaced
+    forced = CliRunner().invoke(main, ["data", "stats", str(fables), "--plot", str(report), "--force"])
     assert forced.exit_code == 0 and report.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

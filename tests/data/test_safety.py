@@ -11,12 +11,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from fabulist.cli import main
 from fabulist.data import safety
 from fabulist.data.safety import CATEGORIES, Hit, Tally, expand, screen, summarize
 from fabulist.data.split import split_dataset
 from fabulist.data.stats import compute_stats, render_text
-from fabulist.data.tools_cli import split as split_command
-from fabulist.data.tools_cli import stats as stats_command
 from tests.builders import make_fables
 
 from .test_split import N_UNIQUE, read
@@ -179,20 +178,22 @@ def test_stats_has_a_safety_section(planted, tmp_path):
     text = render_text(s)
     assert "\nsafety " in text and "\n  flagged                    4" in text
     assert "\n  self-harm                  2         2\n    bad-self-harm  'wanted to die': " in text
-    as_json = CliRunner().invoke(stats_command, [planted, "--json"])
+    as_json = CliRunner().invoke(main, ["data", "stats", planted, "--json"])
     assert as_json.exit_code == 0
     assert json.loads(as_json.stdout)["safety"] == s["safety"]
-    report = CliRunner().invoke(stats_command, [planted])
+    report = CliRunner().invoke(main, ["data", "stats", planted])
     assert (
         "\n    bad-violence  'beheaded': ...itm clol clon cloi brae. Then the troll beheaded the goat.\n"
         in report.stdout
     )
 
 
+def split(*args):
+    return CliRunner().invoke(main, ["data", "split", *args])
+
+
 def test_split_drops_planted_records(planted, tmp_path):
-    result = CliRunner().invoke(
-        split_command, [planted, "--out", str(tmp_path / "out"), "--valid-fraction", "0.3"]
-    )
+    result = split(planted, "--out", str(tmp_path / "out"), "--valid-fraction", "0.3")
     assert result.exit_code == 0, result.output
     assert "dropped 3 exact and 2 near duplicates" in result.stdout
     assert "safety: 4 fables flagged (profanity 1, violence 1, self_harm 2): dropped 3\n" in result.stdout
@@ -208,7 +209,7 @@ def test_split_drops_planted_records(planted, tmp_path):
 
 
 def test_split_keep_keeps_planted_records(planted, tmp_path):
-    result = CliRunner().invoke(split_command, [planted, "--out", str(tmp_path / "out"), "--safety", "keep"])
+    result = split(planted, "--out", str(tmp_path / "out"), "--safety", "keep")
     assert result.exit_code == 0, result.output
     assert (
         "safety: 4 fables flagged (profanity 1, violence 1, self_harm 2): kept (--safety keep)\n"
@@ -223,12 +224,12 @@ def test_split_keep_keeps_planted_records(planted, tmp_path):
 
 def test_split_of_clean_file_says_so(tmp_path):
     path = write_jsonl(tmp_path / "fables.jsonl", split_fables())
-    result = CliRunner().invoke(split_command, [path, "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(main, ["data", "split", path, "--out", str(tmp_path / "out")])
     assert result.exit_code == 0 and "safety: no fables flagged\n" in result.stdout
 
 
 def test_bad_safety_value_is_one_line(planted, tmp_path):
-    result = CliRunner().invoke(split_command, [planted, "--out", str(tmp_path / "out"), "--safety", "maybe"])
+    result = split(planted, "--out", str(tmp_path / "out"), "--safety", "maybe")
     assert result.exit_code == 1
     assert result.stderr == "error: --safety must be one of drop, keep, got 'maybe'\n"
     assert not (tmp_path / "out").exists()

@@ -8,8 +8,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from fabulist.cli import main
 from fabulist.data.split import is_valid, split_dataset
-from fabulist.data.tools_cli import split as split_command
 from fabulist.records import COLUMNS
 
 from .test_stats import change_one_word, record, text_of, write_jsonl
@@ -122,14 +122,14 @@ def test_datasets_loads_both_splits(source, tmp_path, monkeypatch):
 def test_cli_split_and_force(source, tmp_path):
     path, _ = source
     out = tmp_path / "out"
-    args = [str(path), "--out", str(out), "--valid-fraction", "0.3"]
-    first = CliRunner().invoke(split_command, args)
+    args = ["data", "split", str(path), "--out", str(out), "--valid-fraction", "0.3"]
+    first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
     assert "dropped 2 exact and 2 near duplicates" in first.stdout
-    again = CliRunner().invoke(split_command, args)
+    again = CliRunner().invoke(main, args)
     assert again.exit_code == 1
     assert "train.parquet exists; pass --force" in again.stderr
-    forced = CliRunner().invoke(split_command, [*args, "--force", "--seed", "3"])
+    forced = CliRunner().invoke(main, [*args, "--force", "--seed", "3"])
     assert forced.exit_code == 0
     assert json.loads((out / "split.json").read_text())["seed"] == 3
 
@@ -155,7 +155,7 @@ def test_cli_refusals_are_one_line(tmp_path, content, args, message):
     path = tmp_path / "in.jsonl"
     if content is not None:
         path.write_text(content, encoding="utf-8")
-    result = CliRunner().invoke(split_command, [str(path), "--out", str(tmp_path / "out"), *args])
+    result = CliRunner().invoke(main, ["data", "split", str(path), "--out", str(tmp_path / "out"), *args])
     assert result.exit_code == 1
     assert message in result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
@@ -166,5 +166,5 @@ def test_cli_refusals_are_one_line(tmp_path, content, args, message):
 def test_refuses_out_that_is_a_file(source, tmp_path):
     path, _ = source
     (tmp_path / "file").write_text("x")
-    result = CliRunner().invoke(split_command, [str(path), "--out", str(tmp_path / "file")])
+    result = CliRunner().invoke(main, ["data", "split", str(path), "--out", str(tmp_path / "file")])
     assert result.exit_code == 1 and "is a file" in result.stderr

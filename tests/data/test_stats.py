@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from fabulist import elements
+from fabulist.cli import main
 from fabulist.data import dedup
 from fabulist.data.stats import compute_stats, render_text, sentences, write_plot
-from fabulist.data.tools_cli import stats as stats_command
 from fabulist.records import dumps
 
 VOCAB = [f"{a}{b}" for a in ("bra", "clo", "fen", "mu", "pit", "sor", "tav", "zen") for b in "aeiouyklmn"]
@@ -203,7 +203,7 @@ def test_cli_json_and_plot(small, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))  # matplotlib's font cache, if first import
     path, _ = small
     png = tmp_path / "plots" / "stats.png"
-    result = CliRunner().invoke(stats_command, [path, "--json", "--plot", str(png)])
+    result = CliRunner().invoke(main, ["data", "stats", path, "--json", "--plot", str(png)])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     for key in ("records", "unique_prompt_hashes", "variants", "teachers", "llm_names", "words", "characters",
@@ -223,7 +223,7 @@ def test_write_plot_from_dict(small, tmp_path, monkeypatch):
 
 def test_cli_text_report(small):
     path, _ = small
-    result = CliRunner().invoke(stats_command, [path])
+    result = CliRunner().invoke(main, ["data", "stats", path])
     assert result.exit_code == 0
     assert result.stdout.startswith(path) and "top sentences" in result.stdout
 
@@ -243,7 +243,7 @@ def test_cli_refusals_are_one_line(tmp_path, content, args, message):
     path = tmp_path / "in.jsonl"
     if content is not None:
         path.write_text(content, encoding="utf-8")
-    result = CliRunner().invoke(stats_command, [str(path), *args])
+    result = CliRunner().invoke(main, ["data", "stats", str(path), *args])
     assert result.exit_code == 1
     assert message in result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")

@@ -149,7 +149,7 @@ def test_repetition_counts_repeated_four_grams():
     assert q.repetition("the fox ran home " * 5) == pytest.approx(1 - 4 / 17)
     assert q.repetition("one two three four five") == 0.0
     assert q.verdict({**dict.fromkeys(q.TARGETS, 1.0), "repetition_4gram": 0.2}) == [
-        "4-gram repetition 20.0% > 5%"
+        "repetition_4gram 20.0% > 5%"
     ]
 
 

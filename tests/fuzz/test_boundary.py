@@ -3,7 +3,7 @@ keeps its traceback.
 
 Tests run as root in CI, and root reads and writes past permission bits, so EACCES cannot be provoked
 through the file system here: these tests raise the OS's own exception types inside a command of the real
-`_Group` instead (the full and read-only disks of test_disk.py are real).
+`Group` instead (the full and read-only disks of test_disk.py are real).
 """
 
 import errno
@@ -13,11 +13,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from fabulist.cli import _Group
+from fabulist.cli import Group
 
 
 def group_raising(exc: BaseException) -> click.Group:
-    @click.group(cls=_Group)
+    @click.group(cls=Group)
     def top() -> None:
         pass
 
