@@ -20,16 +20,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-Run = Callable[[list[int], int], tuple[float, float]]
+from fabulist import artifacts
 
-OURS = {  # artifact -> (format, quant, graph) for fabulist.runtime.load_generator
-    "onnx-genai/fp32/model.onnx": ("onnx", "fp32", "genai"),
-    "onnx-genai/int4/model.onnx": ("onnx", "int4", "genai"),
-    "onnx/model.onnx": ("onnx", "fp32", "optimum"),
-    "onnx/model_int8.onnx": ("onnx", "int8", "optimum"),
-    "onnx/model_q4.onnx": ("onnx", "int4", "optimum"),
-    **{f"gguf/model-{q}.gguf": ("gguf", q, "auto") for q in ("f32", "f16", "q8_0", "q4_0", "q4_k_m")},
-}
+Run = Callable[[list[int], int], tuple[float, float]]
 
 
 def _context(model_dir: Path) -> int:
@@ -40,8 +33,9 @@ def load_ours(model_dir: Path, artifact: str, threads: int) -> tuple[float, Run]
     from fabulist.runtime.load import load_generator
     from fabulist.runtime.sampling import SamplingParams
 
-    fmt, quant, graph = OURS[artifact]
-    gen = load_generator(model_dir, fmt, quant, threads, graph)
+    found = artifacts.by_path(artifact)
+    graph = found.graph if found.format == "onnx" else "auto"
+    gen = load_generator(model_dir, found.format, found.quant, threads, graph)
     texts: dict[tuple, str] = {}
     stamps: list[float] = []
     advance = gen.backend.advance

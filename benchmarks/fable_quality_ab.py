@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fabulist import artifacts
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "runtime" / "models" / "fable-5m"
 ARMS = {"stream-all": ("stream", "all"), "docs-all": ("docs", "all"), "docs-story": ("docs", "story")}
@@ -179,7 +181,7 @@ def cut_from_header(split: Path, tokenizer_dir: Path, n: int = 20_000) -> dict:
 def quality(run: Path, n: int) -> dict:
     out = run / "quality.json"
     if not out.is_file():
-        if not (run / "onnx-genai" / "int4" / "model.onnx").is_file():
+        if not (run / artifacts.get("onnx", "int4", "genai").path).is_file():
             fab("export", str(run), "--format", "onnx", "--quant", "int4")
         fab("eval", "quality", "--model", str(run), "--quant", "int4", "-n", str(n), "--temperature", "0.8",
             "--seed", "0", "--json", str(out))  # fmt: skip
@@ -199,7 +201,7 @@ def main() -> None:
     from fabulist.train import data as td
 
     opts.out.mkdir(parents=True, exist_ok=True)
-    start = hf_from_gguf(opts.start, opts.start / "gguf" / "model-q4_k_m.gguf", opts.out / "start")
+    start = hf_from_gguf(opts.start, opts.start / artifacts.get("gguf", "q4_k_m").path, opts.out / "start")
     valid = [r for r in td.read_records(opts.split / "valid.parquet") if r.get("variant") == "full"][:200]
     results_file = opts.out / "ab.json"
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}

@@ -14,12 +14,14 @@ import json
 import shutil
 from pathlib import Path
 
+from fabulist import artifacts
 from fabulist.train.presets import Preset
 
-ARTIFACTS = (  # what `export --format all --quant all` writes, and what the matrix reads
-    "onnx/model.onnx", "onnx/model_int8.onnx", "onnx/model_q4.onnx", "onnx-genai/fp32/model.onnx",
-    "onnx-genai/int4/model.onnx", "gguf/model-f16.gguf", "gguf/model-q8_0.gguf", "gguf/model-q4_0.gguf",
-    "gguf/model-q4_k_m.gguf",
+ARTIFACTS = tuple(  # what `export --format all --quant all` writes, and what the matrix reads
+    artifacts.get(*key).path
+    for key in (("onnx", "fp32", "optimum"), ("onnx", "int8", "optimum"), ("onnx", "int4", "optimum"),
+                ("onnx", "fp32", "genai"), ("onnx", "int4", "genai"), ("gguf", "f16"), ("gguf", "q8_0"),
+                ("gguf", "q4_0"), ("gguf", "q4_k_m"))
 )  # fmt: skip
 TINY = Preset("tiny", 64, 2, 4, 2, 128, context=256, lr=1e-3)  # --quick: seconds to export and run
 
@@ -67,7 +69,7 @@ def exported(model_dir: Path) -> bool:
 
 
 def export_all(model_dir: Path) -> None:
-    """Every artifact the matrix reads, unvalidated, recorded in export_manifest.json."""
+    """Every artifact the matrix reads, unvalidated, recorded in the folder's export manifest."""
     from fabulist.export.run import export_model
 
     if not exported(model_dir):
@@ -86,7 +88,7 @@ def prepare(
     }
     record = folder / "preset.json"
     have = json.loads(record.read_text()) if record.exists() else {}
-    if not (folder / "model.safetensors").exists() or any(have.get(k) != v for k, v in want.items()):
+    if not (folder / artifacts.WEIGHTS).exists() or any(have.get(k) != v for k, v in want.items()):
         shutil.rmtree(folder, ignore_errors=True)
         tok = tokenizer(folder.parent, source, vocab)
         build(folder, preset, context, tok, tokenizer_source=want["tokenizer"])

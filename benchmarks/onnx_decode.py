@@ -20,16 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
+from fabulist import artifacts
 from fabulist.export.onnx import OnnxLM, export_onnx
 
 PREFILL, DECODE = 32, 128
 
 
-def artifacts(model_dir: Path) -> list[str]:
-    found = sorted((model_dir / "onnx").glob("model*.onnx")) + sorted(
-        (model_dir / "onnx-genai").glob("*/model.onnx")
-    )
-    return [p.relative_to(model_dir).as_posix() for p in found]
+def present(model_dir: Path) -> list[str]:
+    """The ONNX artifacts in the folder, optimum's graphs first."""
+    found = [a for a in artifacts.ARTIFACTS if a.format == "onnx" and (model_dir / a.path).is_file()]
+    return [a.path for a in sorted(found, key=lambda a: a.graph != "optimum")]
 
 
 def decode_speed(path: Path, threads: int, repeats: int) -> float:
@@ -71,10 +71,8 @@ def main() -> None:
     if model_dir is None:
         ap.error("give a model folder or --make-random DIR")
     threads = [int(t) for t in args.threads.split(",")]
-    rows = {
-        a: {t: decode_speed(model_dir / a, t, args.repeats) for t in threads} for a in artifacts(model_dir)
-    }
-    base = rows.get("onnx/model.onnx")
+    rows = {a: {t: decode_speed(model_dir / a, t, args.repeats) for t in threads} for a in present(model_dir)}
+    base = rows.get(artifacts.get("onnx", "fp32", "optimum").path)
     print(f"decode tokens/s, prefill {PREFILL} + {DECODE} greedy tokens ({model_dir})")
     print(f"{'artifact':32s}" + "".join(f"{f'{t} thr tok/s':>14s}{'x fp32':>8s}" for t in threads))
     for a, speeds in rows.items():

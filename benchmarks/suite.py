@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fabulist import artifacts
 from fabulist.errors import FabulistError
 from fabulist.model_folder import read_config
 
@@ -30,19 +31,23 @@ class BenchError(FabulistError):
     """A benchmark request that cannot run: unknown preset, missing model folder, bad option."""
 
 
+def _at(fmt: str, quant: str, graph: str | None = None) -> str:
+    return artifacts.get(fmt, quant, graph).path
+
+
 ROWS = {  # name -> (engine, artifact); "ours" is fabulist.runtime
-    "pytorch fp32 (transformers generate)": ("torch", "model.safetensors"),
-    "ours onnx fp32": ("ours", "onnx-genai/fp32/model.onnx"),
-    "ours onnx int8": ("ours", "onnx/model_int8.onnx"),
-    "ours onnx int4": ("ours", "onnx-genai/int4/model.onnx"),
-    "ours onnx int4 (optimum graph)": ("ours", "onnx/model_q4.onnx"),
-    "ours gguf f16": ("ours", "gguf/model-f16.gguf"),
-    "ours gguf q8_0": ("ours", "gguf/model-q8_0.gguf"),
-    "ours gguf q4_0": ("ours", "gguf/model-q4_0.gguf"),
-    "ours gguf q4_k_m": ("ours", "gguf/model-q4_k_m.gguf"),
-    "llama-cpp-python q4_0": ("llama", "gguf/model-q4_0.gguf"),
-    "onnxruntime-genai int4": ("genai", "onnx-genai/int4/model.onnx"),
-    "optimum ORTModelForCausalLM int4": ("optimum", "onnx/model_q4.onnx"),
+    "pytorch fp32 (transformers generate)": ("torch", artifacts.WEIGHTS),
+    "ours onnx fp32": ("ours", _at("onnx", "fp32", "genai")),
+    "ours onnx int8": ("ours", _at("onnx", "int8", "optimum")),
+    "ours onnx int4": ("ours", _at("onnx", "int4", "genai")),
+    "ours onnx int4 (optimum graph)": ("ours", _at("onnx", "int4", "optimum")),
+    "ours gguf f16": ("ours", _at("gguf", "f16")),
+    "ours gguf q8_0": ("ours", _at("gguf", "q8_0")),
+    "ours gguf q4_0": ("ours", _at("gguf", "q4_0")),
+    "ours gguf q4_k_m": ("ours", _at("gguf", "q4_k_m")),
+    "llama-cpp-python q4_0": ("llama", _at("gguf", "q4_0")),
+    "onnxruntime-genai int4": ("genai", _at("onnx", "int4", "genai")),
+    "optimum ORTModelForCausalLM int4": ("optimum", _at("onnx", "int4", "optimum")),
 }
 RATIOS = (  # (ours, peer): the same weights in both
     ("ours onnx int4", "onnxruntime-genai int4"),
@@ -104,7 +109,7 @@ def measure_row(model_dir: Path, name: str, threads: int, opts: Options) -> dict
     """One row in its own process, or {"skipped": why}."""
     engine, artifact = ROWS[name]
     if not (model_dir / artifact).exists():
-        if not (model_dir / "model.safetensors").exists():  # a packed model: only what it ships
+        if not (model_dir / artifacts.WEIGHTS).exists():  # a packed model: only what it ships
             return {"skipped": f"{artifact} not in this folder (it carries only its shipped artifacts)"}
         return {"skipped": f"{artifact} missing (fabulist export {model_dir} --format all --quant all)"}
     contexts = list(opts.contexts) if name in SWEEP_ROWS and threads == max(opts.threads) else []

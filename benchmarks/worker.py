@@ -25,6 +25,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from fabulist import artifacts
+
 TTFT_PROMPT, TG, PP, SWEEP_DECODE = 64, 128, (128, 512), 32
 
 
@@ -100,7 +102,9 @@ def measure(spec: dict) -> dict:
             reached = max(reached, n + 2)
             result[f"pp{n}_tok_s"], spread[f"pp{n}_tok_s"] = summary([n / t for t in firsts])
     result["peak_rss_mb"] = peak_rss_mb()
-    result["kv_tokens"] = context if spec["artifact"].endswith(".gguf") else min(reached, context)
+    result["kv_tokens"] = (
+        context if artifacts.identify(spec["artifact"]).format == "gguf" else min(reached, context)
+    )
     sweep = {}
     for c in spec.get("contexts", []):
         if c + 1 + SWEEP_DECODE <= context:

@@ -16,12 +16,14 @@ import math
 import shutil
 from pathlib import Path
 
+from fabulist import artifacts
 from fabulist.export.errors import ExportError
 from fabulist.export.run import table
 from fabulist.names import RULE, is_folder_name
 from fabulist.records import RecordError, read_json
 
-SHIP = ("onnx-genai/int4", "onnx/model_q4.onnx", "gguf/model-q4_k_m.gguf")
+SHIP = (artifacts.get("onnx", "int4", "genai").folder, artifacts.get("onnx", "int4", "optimum").path,
+        artifacts.get("gguf", "q4_k_m").path)  # what an embedded model carries (fable-5m: ~21 MB)
 META = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
         "special_tokens_map.json", "fable_format.json", "loss.png")  # fmt: skip
 MAX_BYTES = 25_000_000
@@ -259,7 +261,7 @@ def _fill(tmp: Path, run: Path, name: str, training: dict, manifest: dict, shipp
         _copy(run / rel, tmp / rel)
     shutil.copy2(reproduce_path, tmp / "reproduce.sh")
     shipped_manifest = {**manifest, "model": name, "artifacts": shipped}
-    (tmp / "export_manifest.json").write_text(json.dumps(shipped_manifest, indent=1))
+    (tmp / artifacts.MANIFEST).write_text(json.dumps(shipped_manifest, indent=1))
     record = {**training, "data": Path(training["data"]).name}  # no local paths in a shipped file
     (tmp / "training.json").write_text(json.dumps(record, indent=1))
     summaries = {k: {"summary": v["summary"]} for k, v in quality["results"].items()}
@@ -278,7 +280,7 @@ def pack(run: str | Path, name: str, dest_root: str | Path, quality_path: str | 
         raise ExportError(f"{run} is not a folder")
     training = _read_json(run / "training.json", "train the model to completion first")
     manifest = _read_json(
-        run / "export_manifest.json", f"export it first: fabulist export {run} --quant int4"
+        run / artifacts.MANIFEST, f"export it first: fabulist export {run} --quant int4"
     )
     quality = _read_json(quality_path, "write it with `fabulist eval quality --quant int4,fp32 --json FILE`")
     quant, ref = check_quality(quality, quality_path)

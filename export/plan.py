@@ -112,18 +112,9 @@ def read_config(model_dir: Path) -> dict:
 
 
 def parameters(config: dict) -> int:
-    """Parameter count of a decoder from its config (arch.py: biases, q/k norms, norms per layer)."""
-    d, layers, ffn = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
-    heads = config["num_attention_heads"]
-    head_dim = config.get("head_dim") or d // heads
-    q, kv = heads * head_dim, (config.get("num_key_value_heads") or heads) * head_dim
-    tied = config.get("tie_word_embeddings", True)
+    """Parameter count of a decoder from its config, with its architecture's facts (arch.py)."""
     facts = ar.ARCHES.get(config.get("model_type"), ar.ARCHES["llama"])
-    per_layer = 2 * d * q + 2 * d * kv + 3 * d * ffn + facts.norms_per_layer * d
-    if facts.qkv_bias or config.get("attention_bias"):
-        per_layer += q + 2 * kv + (0 if facts.qkv_bias else d)  # Llama's attention_bias covers o_proj too
-    per_layer += 2 * head_dim if facts.qk_norm else 0
-    return config["vocab_size"] * d * (1 if tied else 2) + layers * per_layer + d
+    return mf.parameters(config, facts.norms_per_layer, facts.qkv_bias, facts.qk_norm)
 
 
 def memory(config: dict, fmt: str, weight_bytes: int, context: int, budget: int) -> dict:

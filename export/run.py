@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
+from fabulist.artifacts import MANIFEST
 from fabulist.export import plan as pl
 from fabulist.export import validate as va
 from fabulist.export.errors import ExportError
@@ -165,7 +166,7 @@ def _quiet_libraries() -> None:
 
 def write_manifest(model_dir: Path, artifacts: list[dict], context: int, budget: str) -> dict:
     """Merge these artifacts into export_manifest.json (artifacts of earlier exports are kept)."""
-    path = model_dir / "export_manifest.json"
+    path = model_dir / MANIFEST
     old = json.loads(path.read_text()).get("artifacts", []) if path.exists() else []
     fresh = {a["path"] for a in artifacts}
     manifest = {

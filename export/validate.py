@@ -19,6 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
+from fabulist.logits import compare
+
 GATES = {  # (min top-1, max KLD) per precision class; a miss warns, --strict fails
     "int8": (0.97, 0.01),
     "q8_0": (0.97, 0.01),
@@ -54,27 +56,10 @@ def heldout_texts(n: int = HELDOUT, seed: int = 1234) -> list[str]:
     return texts[:n]
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    x = logits.astype(np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
-
-
 def compare_logits(ref: np.ndarray, test: np.ndarray, targets: np.ndarray | None = None) -> dict:
-    """Metrics of test logits (N, V) against reference logits (N, V); targets (N,) are the next tokens."""
-    if ref.shape != test.shape:
-        raise ValueError(f"logit shapes differ: {ref.shape} vs {test.shape}")
-    lp, lq = log_softmax(ref), log_softmax(test)
-    p = np.exp(lp)
-    out = {
-        "max_abs_diff": float(np.abs(ref.astype(np.float64) - test).max()),
-        "kld": float((p * (lp - lq)).sum(axis=-1).mean()),
-        "top1": float((ref.argmax(-1) == test.argmax(-1)).mean()),
-    }
-    if targets is not None:
-        rows = np.arange(len(targets))
-        out["ppl_ratio"] = float(np.exp(-lq[rows, targets].mean() + lp[rows, targets].mean()))
-    return out
+    """Metrics of test logits (N, V) against reference logits (N, V); targets (N,) are the next tokens
+    (fabulist.logits defines them, for held-out evaluation too)."""
+    return compare(ref, test, targets)
 
 
 def gate(quant: str, metrics: dict, fp_tolerance: float = FP_TOLERANCE) -> str | None:

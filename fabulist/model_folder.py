@@ -72,3 +72,19 @@ def check_sizes(config: dict, path: str | Path) -> dict:
 def read_config(model_dir: str | Path) -> dict:
     """config.json of `model_dir`, checked (see the module docstring); ModelFolderError otherwise."""
     return check_sizes(load_config(model_dir), Path(model_dir) / "config.json")
+
+
+def parameters(config: dict, norms_per_layer: int = 2, qkv_bias: bool = False, qk_norm: bool = False) -> int:
+    """Parameter count of a decoder-only transformer from its config (the one formula: presets, the export
+    plan and the fit planner all count with it). The architecture's facts (export/arch.py: norms per
+    layer, q/k/v biases, q/k norms) are arguments, so this layer knows no architecture table."""
+    d, layers, ffn = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or d // heads
+    q, kv = heads * head_dim, (config.get("num_key_value_heads") or heads) * head_dim
+    tied = config.get("tie_word_embeddings", True)
+    per_layer = 2 * d * q + 2 * d * kv + 3 * d * ffn + norms_per_layer * d
+    if qkv_bias or config.get("attention_bias"):
+        per_layer += q + 2 * kv + (0 if qkv_bias else d)  # Llama's attention_bias covers o_proj too
+    per_layer += 2 * head_dim if qk_norm else 0
+    return config["vocab_size"] * d * (1 if tied else 2) + layers * per_layer + d

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from fabulist.artifacts import MANIFEST
 
 
 @click.command("export")
@@ -38,7 +42,8 @@ def export_cmd(model_dir, fmt, quant, memory_budget, context, method, calib, str
         model_dir, fmt, quant, memory_budget, context, not no_validate, method=method, calib=calib
     )
     click.echo(table(artifacts))
-    click.echo(f"exported in {time.perf_counter() - start:.1f} s; manifest: {model_dir}/export_manifest.json")
+    manifest = Path(model_dir) / MANIFEST
+    click.echo(f"exported in {time.perf_counter() - start:.1f} s; manifest: {manifest}")
     missed = [a for a in artifacts if a.get("gate")]
     for a in missed:
         click.echo(f"WARNING: {a['path']} missed its validation gate: {a['gate']}", err=True)

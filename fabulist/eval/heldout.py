@@ -28,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fabulist import artifacts
 from fabulist.eval.generate import RUN, EvalRunError
+from fabulist.logits import LogitStats
 from fabulist.records import read_json, write_atomic
 
 HELDOUT = "heldout.json"
@@ -70,7 +72,7 @@ def _torch_logits(model_dir: Path, threads: int | None) -> Callable[[list[int]],
 def _gguf_logits(path: Path, context: int, threads: int | None) -> Callable[[list[int]], np.ndarray]:
     import llama_cpp
 
-    exact = {"type_k": 0, "type_v": 0} if path.name.endswith("-f32.gguf") else {}  # as the runtime does
+    exact = {"type_k": 0, "type_v": 0} if artifacts.is_exact_gguf(path) else {}  # as the runtime does
     llm = llama_cpp.Llama(str(path), n_ctx=context, logits_all=True, verbose=False, seed=0,
                           n_threads=threads or None, **exact)  # fmt: skip
 
@@ -97,35 +99,6 @@ def logits_of(model_dir: Path, fmt: str, quant: str | None, threads: int | None 
     return OnnxLM(path, threads).logits
 
 
-class _Sums:
-    """Running sums over positions: NLL of model and reference, KL, top-1 agreement."""
-
-    def __init__(self):
-        self.positions = self.nll = self.ref_nll = self.kld = self.top1 = 0.0
-
-    def add(self, test: np.ndarray, ref: np.ndarray | None, targets: np.ndarray) -> None:
-        from fabulist.export.validate import log_softmax
-
-        rows = np.arange(len(targets))
-        lq = log_softmax(test[: len(targets)])
-        self.positions += len(targets)
-        self.nll -= lq[rows, targets].sum()
-        if ref is not None:
-            lp = log_softmax(ref[: len(targets)])
-            self.ref_nll -= lp[rows, targets].sum()
-            self.kld += (np.exp(lp) * (lp - lq)).sum()
-            self.top1 += (lp.argmax(-1) == lq.argmax(-1)).sum()
-
-    def result(self, has_ref: bool) -> dict:
-        n = self.positions
-        return {
-            "ppl": float(np.exp(self.nll / n)),
-            "ref_ppl": float(np.exp(self.ref_nll / n)) if has_ref else None,
-            "kld": float(self.kld / n) if has_ref else None,
-            "top1": float(self.top1 / n) if has_ref else None,
-        }
-
-
 def compute(model_dir: str | Path, fmt: str, quant: str | None, source: str | Path | None = None,
             limit: int = DEFAULT_TEXTS, threads: int | None = None) -> dict:  # fmt: skip
     """Held-out metrics of (model_dir, fmt, quant) on the texts of `source` (see the module doc)."""
@@ -143,13 +116,14 @@ def compute(model_dir: str | Path, fmt: str, quant: str | None, source: str | Pa
     test = logits_of(model_dir, fmt, quant, threads)
     has_ref = fmt != "torch" and (model_dir / "model.safetensors").is_file()
     ref = _torch_logits(model_dir, threads) if has_ref else None
-    sums = _Sums()
+    sums = LogitStats()
     for ids in seqs:
         sums.add(test(ids), ref(ids) if ref else None, np.array(ids[1:]))
+    metrics = sums.result()
     return {
-        **sums.result(has_ref),
+        **{k: metrics[k] for k in ("ppl", "ref_ppl", "kld", "top1")},
         "texts": len(seqs),
-        "positions": int(sums.positions),
+        "positions": metrics["positions"],
         "source": label,
         "reference": "PyTorch fp32 checkpoint" if has_ref else None,
     }

@@ -25,13 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fabulist import artifacts
 from fabulist.ladder.config import LadderConfig, LadderError, Rung, misses
 from fabulist.records import write_atomic
 
 ARTIFACTS = {  # quant -> the exported artifacts the ladder reads and the benchmark row that times them
-    "int4": {"onnx": "onnx-genai/int4/model.onnx", "gguf": "gguf/model-q4_0.gguf", "row": "ours onnx int4"},
-    "int8": {"onnx": "onnx/model_int8.onnx", "gguf": "gguf/model-q8_0.gguf", "row": "ours onnx int8"},
-}
+    quant: {"onnx": artifacts.get("onnx", quant, graph).path, "gguf": artifacts.get("gguf", gguf).path,
+            "row": f"ours onnx {quant}"}
+    for quant, graph, gguf in (("int4", "genai", "q4_0"), ("int8", "optimum", "q8_0"))
+}  # fmt: skip
 COVERAGE = ("moral_line", "character", "setting", "moral_stated")
 
 

@@ -37,10 +37,9 @@ class Preset:
 
     def parameters(self, vocab_size: int) -> int:
         """Parameter count of the LlamaForCausalLM this preset builds (tied embeddings, no biases)."""
-        d, kv = self.hidden_size, self.num_key_value_heads * self.head_dim
-        attention = 2 * d * d + 2 * d * kv
-        mlp = 3 * d * self.intermediate_size
-        return vocab_size * d + self.num_hidden_layers * (attention + mlp + 2 * d) + d
+        from fabulist.model_folder import parameters
+
+        return parameters({**asdict(self), "vocab_size": vocab_size, "tie_word_embeddings": True})
 
     def llama_config(self, vocab_size: int, special: dict[str, int]) -> dict:
         """Keyword arguments for transformers.LlamaConfig."""
