@@ -42,3 +42,15 @@ def make_fables(count: int, seed: int) -> list[dict]:
         records.append(fable_record(p, text, teacher="procedural", llm_name="procedural", input_tokens=0,
                                     output_tokens=0, seconds=0.0, sampling={}, seed=seed))  # fmt: skip
     return records
+
+
+def assert_plot(path, min_width=320, min_height=240) -> tuple[int, int]:
+    """A PNG that decodes whole (not only a PNG header), at least this large, with something drawn on it
+    (not one flat colour); returns (width, height)."""
+    from matplotlib import image
+
+    pixels = image.imread(str(path))  # raises on a truncated or corrupt file
+    height, width = pixels.shape[:2]
+    assert width >= min_width and height >= min_height, f"{path}: {width}x{height}"
+    assert pixels[..., :3].std() > 0.02, f"{path}: a blank image"
+    return width, height

@@ -14,6 +14,7 @@ from fabulist.cli import main
 from fabulist.data import dedup
 from fabulist.data.stats import compute_stats, render_text, sentences, write_plot
 from fabulist.records import dumps
+from tests.builders import assert_plot
 
 VOCAB = [f"{a}{b}" for a in ("bra", "clo", "fen", "mu", "pit", "sor", "tav", "zen") for b in "aeiouyklmn"]
 
@@ -209,8 +210,7 @@ def test_cli_json_and_plot(small, tmp_path, monkeypatch):
     for key in ("records", "unique_prompt_hashes", "variants", "teachers", "llm_names", "words", "characters",
                 "llm_output_tokens", "distinct", "elements", "duplicates", "top_sentences"):  # fmt: skip
         assert key in data
-    blob = png.read_bytes()
-    assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 1024
+    assert_plot(png)
     assert not list(png.parent.glob(".*.tmp"))  # written atomically, no temp file left behind
 
 
@@ -218,7 +218,7 @@ def test_write_plot_from_dict(small, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
     path, _ = small
     write_plot(compute_stats(path), tmp_path / "p.png")
-    assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+    assert_plot(tmp_path / "p.png")
 
 
 def test_cli_text_report(small):

@@ -16,7 +16,7 @@ from fabulist.ladder import rung as rg
 from fabulist.ladder.run import prepare_data, run_ladder
 from fabulist.records import dumps
 from fabulist.train.trainer import train
-from tests.builders import make_fables
+from tests.builders import assert_plot, make_fables
 from tests.eval.judge_server import JudgeServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -52,7 +52,7 @@ def test_report_files_and_rows(ladder):
     for name in ("ladder.json", "ladder.md", *report.PLOTS):
         assert (out / name).stat().st_size > 0
     for png in report.PLOTS:
-        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert_plot(out / png)
     rep = json.loads((out / "ladder.json").read_text())
     rows = rep["rows"]
     assert [r["name"] for r in rows] == [r.name for r in cfg.rungs]

@@ -10,6 +10,7 @@ from fabulist.eval import quality
 from fabulist.eval.torch_backend import load_torch_generator
 from fabulist.eval.training import KEYS, probe_for
 from fabulist.train.trainer import TrainConfig, train
+from tests.builders import assert_plot
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +60,7 @@ def test_output_is_a_hugging_face_folder(fables, tmp_path):
     valid = [json.loads(line)["valid_loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
              if "valid_loss" in line]  # fmt: skip
     assert len(valid) == 3 and valid[-1] < valid[0]  # it learns
-    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_plot(out / "loss.png")
     assert (out / "generation_config.json").exists() and (out / "training.json").exists()
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert {s["step"] for s in samples} == {4, 8, 12}
@@ -108,7 +109,7 @@ def test_evaluations_record_judge_free_quality_without_changing_training(fables,
         q = r["quality"]
         assert q["fables"] == 3 and 1 <= q["max_new_tokens"] <= 24
         assert all(0.0 <= q[k] <= 1.0 for k in KEYS)
-    assert (tmp_path / "q" / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_plot(tmp_path / "q" / "quality.png")
     assert not (tmp_path / "plain" / "quality.png").exists()
     assert not any("quality" in r for r in map(json.loads, (tmp_path / "plain" / "metrics.jsonl").open()))
     # The last evaluation scored the final weights exactly as `fabulist eval quality --format torch` scores
