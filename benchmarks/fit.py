@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from importlib import resources
 from pathlib import Path
 
 from fabulist.errors import FabulistError
@@ -22,6 +23,11 @@ SPECIAL = {"bos": 1, "eos": 0, "pad": 3, "story": 4}  # ids do not change the sh
 
 class FitError(FabulistError):
     """A results.json that `bench fit` cannot read."""
+
+
+# The committed benchmark run (benchmarks/results/results.json), installed with the package so that
+# `fabulist bench fit` answers the same from a wheel as from a checkout, whatever the working directory.
+SHIPPED = Path(str(resources.files("fabulist.bench").joinpath("results", "results.json")))
 
 
 def _fmt(artifact: str) -> str | None:

@@ -81,8 +81,8 @@ def _thread_counts(text: str | None) -> tuple[int, ...]:
 @click.option("--budget", default="6GB", show_default=True, help="Device memory, e.g. 6GB, 3.5GiB.")
 @click.option("--context", type=int, help="Context length (default: each preset's own).")
 @click.option("--results", "results_path", type=click.Path(dir_okay=False),
-              default="benchmarks/results/results.json", show_default=True,
-              help="A benchmark run's results.json: measured overhead, estimate vs measured.")  # fmt: skip
+              help="A benchmark run's results.json: measured overhead, estimate vs measured [default: the "
+                   "committed run that ships with the package].")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def bench_fit(budget, context, results_path, as_json) -> None:
     """Per format, the largest preset and the longest context that fit a memory budget."""
@@ -93,5 +93,6 @@ def bench_fit(budget, context, results_path, as_json) -> None:
 
     if context is not None and context < 1:
         raise click.UsageError("--context must be at least 1")
-    rows, measured, text = fit.fit_report(budget, context, Path(results_path) if results_path else None)
+    results = Path(results_path) if results_path else fit.SHIPPED
+    rows, measured, text = fit.fit_report(budget, context, results)
     click.echo(json.dumps({"fit": rows, "measured": measured}, indent=1) if as_json else text)

@@ -2,6 +2,9 @@
 against measured peak RSS."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -95,3 +98,15 @@ def test_cli_fit_on_a_quick_run(quick_run):
     res = CliRunner().invoke(main, ["bench", "fit", "--results", str(out / "results.json")])
     assert res.exit_code == 0, res.output
     assert "ours onnx int4" in res.output and "ours gguf q4_0" in res.output
+
+
+@pytest.mark.slow
+def test_fit_from_a_wheel_reads_the_results_it_ships(tmp_path, installed_wheel):
+    """Outside the repository, with no --results, `bench fit` reads the committed run from the package,
+    not a path under the working directory."""
+    _, site = installed_wheel
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    r = subprocess.run([sys.executable, "-m", "fabulist.cli", "bench", "fit"], capture_output=True, text=True,
+                       env=env, cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert f"measured in {site}/fabulist/bench/results/results.json" in r.stdout
