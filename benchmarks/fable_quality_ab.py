@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from fabulist import artifacts
+from fabulist.thresholds import CHECKS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "runtime" / "models" / "fable-5m"
@@ -226,9 +227,6 @@ def main() -> None:
     table = markdown(results, opts)
     (opts.out / "ab.md").write_text(table)
     print(table)
-
-
-CHECKS = ("moral_line", "character", "setting", "moral_stated", "one_name", "no_glitch", "introduced")
 
 
 def markdown(results: dict, opts) -> str:

@@ -64,6 +64,7 @@ from functools import cache
 from fabulist import elements as el
 from fabulist import fable_format as ff
 from fabulist.data import metrics
+from fabulist.thresholds import CHECKS, MAX_REPETITION, TARGETS, goals, verdict  # noqa: F401 (the bar)
 
 PARAPHRASE = 0.7
 _STOP = """a an the is are be to of and or in on at for with by it its your you we our they their he she his
@@ -315,18 +316,6 @@ def summarize(rows: list[dict], fables: Iterable[str]) -> dict:
     return out
 
 
-CHECKS = ("moral_line", "character", "setting", "moral_stated", "one_name", "no_glitch", "introduced")
-TARGETS = {"moral_line": 0.95, "character": 0.95, "setting": 0.90, "moral_stated": 0.80, "one_name": 0.95,
-           "no_glitch": 0.95, "introduced": 0.90}  # fmt: skip
-MAX_REPETITION = 0.05
-
-
-def goals() -> list[tuple[str, str]]:
-    """Every reported metric with its goal as shown to people (the CLI's table, the model card)."""
-    rows = [(k, f">= {t:.0%}") for k, t in TARGETS.items()]
-    return [*rows, ("repetition_4gram", f"<= {MAX_REPETITION:.0%}"), ("distinct_2", "reported")]
-
-
 def eval_prompts(n: int, seed: int) -> list[dict]:
     """n full-scaffold prompts from the reserved evaluation region: {'ids', 'prompt'}."""
     from fabulist.data import prompts as pr
@@ -385,11 +374,3 @@ def run(generator, n: int = 200, temperature: float = 0.8, seed: int = 0, max_ne
         rows.append({**check(fable, p.get("ids"), p.get("texts")), **asked, "fable": fable})
         fables.append(fable)
     return {"summary": summarize(rows, fables), "rows": rows}
-
-
-def verdict(summary: dict) -> list[str]:
-    """The quality-bar checks that fail (empty when the bar holds)."""
-    from fabulist.thresholds import misses
-
-    percent = lambda value, limit: (f"{value:.1%}", f"{limit:.0%}")  # noqa: E731
-    return misses(summary, TARGETS, {"repetition_4gram": MAX_REPETITION}, show=percent)

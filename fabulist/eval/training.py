@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from fabulist.eval import quality
 from fabulist.eval.torch_backend import TorchBackend
+from fabulist.thresholds import CHECKS
 
-KEYS = ("moral_line", "character", "setting", "moral_stated", "one_name", "no_glitch", "introduced",
-        "distinct_2", "repetition_4gram")  # fmt: skip
+KEYS = (*CHECKS, "distinct_2", "repetition_4gram")
 SMALL_MODEL = 50_000_000  # parameters under which CPU decoding uses one thread: threads only contend
 
 

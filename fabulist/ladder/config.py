@@ -40,12 +40,12 @@ from pathlib import Path
 
 from fabulist.errors import FabulistError
 from fabulist.names import RULE, is_folder_name
+from fabulist.thresholds import CHECKS
 from fabulist.train import presets
 
 FAMILIES = ("deep-thin", "wide-shallow")
 QUANTS = ("int4", "int8")
-MINIMA = ("moral_line", "character", "setting", "moral_stated", "one_name", "no_glitch", "introduced",
-          "quality_score")  # fmt: skip
+MINIMA = (*CHECKS, "quality_score")
 MAXIMA = ("repetition_4gram", "valid_loss")
 BUILTIN = ("default", "tiny")
 TOP_KEYS = {"name", "vocab_size", "context", "batch_size", "seed", "device", "compile", "lr", "train_fables",

@@ -28,13 +28,13 @@ from pathlib import Path
 from fabulist import artifacts
 from fabulist.ladder.config import LadderConfig, LadderError, Rung, misses
 from fabulist.records import write_atomic
+from fabulist.thresholds import COVERAGE
 
 ARTIFACTS = {  # quant -> the exported artifacts the ladder reads and the benchmark row that times them
     quant: {"onnx": artifacts.get("onnx", quant, graph).path, "gguf": artifacts.get("gguf", gguf).path,
             "row": f"ours onnx {quant}"}
     for quant, graph, gguf in (("int4", "genai", "q4_0"), ("int8", "optimum", "q8_0"))
 }  # fmt: skip
-COVERAGE = ("moral_line", "character", "setting", "moral_stated")
 
 
 @dataclass(frozen=True)

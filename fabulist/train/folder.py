@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from fabulist.records import write_atomic
+from fabulist.thresholds import CHECKS
 from fabulist.train import tokenizer as tk
 
 
@@ -86,8 +87,7 @@ def plot_quality(metrics: Path, png: Path) -> bool:
     by_loss = all("valid_loss" in r for r in rows)
     x = [r["valid_loss"] if by_loss else r["step"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
-    coverage = ("moral_line", "character", "setting", "moral_stated", "one_name", "no_glitch", "introduced")
-    groups = (coverage, ("distinct_2", "repetition_4gram"))
+    groups = (CHECKS, ("distinct_2", "repetition_4gram"))
     for ax, keys in zip(axes, groups, strict=True):
         for k in (k for k in keys if all(k in r["quality"] for r in rows)):  # older runs lack newer checks
             ax.plot(x, [r["quality"][k] for r in rows], "o-", ms=3, label=k)
