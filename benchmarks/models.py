@@ -42,21 +42,11 @@ def tokenizer(work: Path, source: Path | None, vocab: int):
 
 def build(folder: Path, preset: Preset, context: int, tok, seed: int = 0, tokenizer_source: str = "") -> Path:
     """A LlamaForCausalLM folder as `fabulist train` writes it, with random (seeded) weights."""
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from fabulist.train.folder import random_folder
 
-    from fabulist.train import tokenizer as tk
-
-    special = tk.special_ids(tok)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tk.save(tok, tmp, context=context)
-    config = LlamaConfig(**{**preset.llama_config(tok.get_vocab_size(), special),
-                            "max_position_embeddings": context})  # fmt: skip
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(tmp, safe_serialization=True)
-    GenerationConfig(bos_token_id=special["bos"], eos_token_id=special["eos"],
-                     pad_token_id=special["pad"]).save_pretrained(tmp)  # fmt: skip
+    random_folder(tmp, preset, tok, context, seed)
     record = {"preset": preset.name, "random_weights": True, "seed": seed, "context": context,
               "tokenizer": tokenizer_source}  # fmt: skip
     (tmp / "preset.json").write_text(json.dumps(record))

@@ -13,25 +13,11 @@ from fabulist.train.presets import Preset
 
 def make_model_dir(folder, hidden=64, layers=2, heads=4, kv_heads=2, ffn=128, vocab=512, seed=0):
     """A LlamaForCausalLM folder as `fabulist train` writes it, with random (seeded) weights."""
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from fabulist.train.folder import random_folder
 
     tok = tk.train_tokenizer(heldout_texts(40, seed=7), vocab_size=vocab)
-    tk.save(tok, folder, context=256)
     preset = Preset("tiny", hidden, layers, heads, kv_heads, ffn, context=256, lr=1e-3)
-    config = LlamaConfig(**preset.llama_config(tok.get_vocab_size(), tk.special_ids(tok)))
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    with torch.no_grad():  # larger weights than the init, so logits are not all near zero
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 0.08)
-    model.save_pretrained(folder, safe_serialization=True)
-    special = tk.special_ids(tok)
-    GenerationConfig(
-        bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special["pad"]
-    ).save_pretrained(folder)
-    return folder
+    return random_folder(folder, preset, tok, seed=seed, std=0.08)
 
 
 def make_fables(count: int, seed: int) -> list[dict]:

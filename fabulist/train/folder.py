@@ -30,8 +30,20 @@ def last_valid_loss(path: Path) -> float | None:
     return losses[-1] if losses else None
 
 
-def export_hf(model, tok, out: Path, record: dict) -> None:
-    """The Hugging Face folder every later stage reads, the training record and the loss-curve PNG."""
+def build_model(preset, tok, seed: int, context: int | None = None):
+    """A LlamaForCausalLM of the preset's shape for this tokenizer, its weights initialised from seed."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(**preset.llama_config(tok.get_vocab_size(), tk.special_ids(tok)))
+    config.max_position_embeddings = context or preset.context
+    return LlamaForCausalLM(config)
+
+
+def save_model(model, tok, out: Path) -> None:
+    """The model's Hugging Face files: model.safetensors, config.json, and generation_config.json (the
+    special token ids and the sampling defaults a fable is written with)."""
     from transformers import GenerationConfig
 
     model.save_pretrained(out, safe_serialization=True)
@@ -40,6 +52,29 @@ def export_hf(model, tok, out: Path, record: dict) -> None:
         bos_token_id=special["bos"], eos_token_id=special["eos"], pad_token_id=special["pad"],
         do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=400,
     ).save_pretrained(out)  # fmt: skip
+
+
+def random_folder(out: Path, preset, tok, context: int | None = None, seed: int = 0,
+                  std: float | None = None) -> Path:  # fmt: skip
+    """A model folder as `fabulist train` writes it (tokenizer files, config, generation config, weights)
+    with random seeded weights: what the benchmarks measure and the tests export. std: draw every matrix
+    from N(0, std) after the init (larger weights, so logits are not all near zero)."""
+    import torch
+
+    tk.save(tok, out, context=context or preset.context)
+    model = build_model(preset, tok, seed, context)
+    if std is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() == 2:
+                    p.normal_(0.0, std)
+    save_model(model, tok, out)
+    return out
+
+
+def export_hf(model, tok, out: Path, record: dict) -> None:
+    """The Hugging Face folder every later stage reads, the training record and the loss-curve PNG."""
+    save_model(model, tok, out)
     write_atomic(out / "training.json", json.dumps(record, indent=1))
     plot_losses(out / "metrics.jsonl", out / "loss.png")
     plot_quality(out / "metrics.jsonl", out / "quality.png")

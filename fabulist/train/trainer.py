@@ -40,7 +40,7 @@ from fabulist.train import presets
 from fabulist.train import tokenizer as tk
 from fabulist.train.checkpoint import latest_checkpoint, load_checkpoint, prepare_out, save_checkpoint
 from fabulist.train.config import TrainConfig, TrainError, lr_at
-from fabulist.train.folder import export_hf, keep_rows_up_to, last_valid_loss
+from fabulist.train.folder import build_model, export_hf, keep_rows_up_to, last_valid_loss
 
 QualityFn = Callable[[Any, Any, int], "dict | None"]  # (model, tokenizer, context) -> a metrics row or None
 
@@ -105,16 +105,6 @@ def _barrier(dist: Dist) -> None:
 
 
 # --- the loop --------------------------------------------------------------------------------------------
-
-
-def build_model(preset: presets.Preset, tok, seed: int):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(**preset.llama_config(tok.get_vocab_size(), tk.special_ids(tok)))
-    config.max_position_embeddings = preset.context
-    return LlamaForCausalLM(config)
 
 
 def init_weights(model, folder: str) -> None:
