@@ -1,7 +1,7 @@
 """The import layering, checked on every module's imports (function-local ones included).
 
-    contracts   fabulist/*.py: errors, records (file I/O, hashing), elements, fable_format, names, locks,
-                model_folder, ort_session, cli_types: import no stage
+    contracts   fabulist/*.py: artifacts, model_folder, records (file I/O, hashing), logits, thresholds,
+                elements, fable_format, names, errors, locks, ort_session, cli_types: import no stage
     stages      fabulist.data, fabulist.train, fabulist.export, fabulist.runtime: import the contracts and
                 themselves, never each other
     measure     fabulist.eval, fabulist.bench (benchmarks/), fabulist.ladder: anything below, and each other
