@@ -26,6 +26,9 @@ def eval_group() -> None:
 @click.option("--format", "fmt", type=click.Choice(["onnx", "gguf"]), default="onnx", show_default=True)
 @click.option("--quant", default="int4", show_default=True,
               help="Artifacts, comma-separated (e.g. int4,fp32), scored on the same prompts.")  # fmt: skip
+@click.option("--graph", type=click.Choice(["auto", "genai", "optimum"]), default="auto", show_default=True,
+              help="ONNX graph (auto: onnxruntime-genai's when present); optimum's carries the export's "
+                   "--method (gptq, rtn, ...).")  # fmt: skip
 @click.option("-n", "count", type=int, default=200, show_default=True, help="Prompts (one fable each).")
 @click.option("--temperature", type=float, default=0.8, show_default=True)
 @click.option("--top-p", type=float, default=1.0, show_default=True,
@@ -41,7 +44,7 @@ def eval_group() -> None:
                    "evaluation-region prompts.")  # fmt: skip
 @click.option("--guide", is_flag=True, help="Also write every fable with --guide (same prompts and seeds) "
               "and show it beside the raw one; the bar is judged on raw output.")  # fmt: skip
-def eval_quality(model_dir, fmt, quant, count, temperature, top_p, seed, max_new_tokens, json_out,
+def eval_quality(model_dir, fmt, quant, graph, count, temperature, top_p, seed, max_new_tokens, json_out,
                  prompts_path, guide) -> None:  # fmt: skip
     """Judge-free quality bar on evaluation-region prompts (moral line, character, setting, moral)."""
     import json
@@ -66,10 +69,10 @@ def eval_quality(model_dir, fmt, quant, count, temperature, top_p, seed, max_new
                    f"moral: {skipped})", err=True)  # fmt: skip
     model_dir = resolve(model_dir)
     for one in quants:  # every artifact found before the first is loaded and scored
-        artifact(Path(model_dir), fmt, one)
+        artifact(Path(model_dir), fmt, one, graph)
     results, guided = {}, {}
     for one in quants:
-        gen = load_generator(model_dir, fmt, one)
+        gen = load_generator(model_dir, fmt, one, graph=graph)
         click.echo(f"{fmt} {one}: {gen.artifact}", err=True)
         results[one] = q.run(gen, count, temperature, seed, max_new_tokens, top_p=top_p, prompts=prompts)
         if guide:
@@ -95,8 +98,8 @@ def eval_quality(model_dir, fmt, quant, count, temperature, top_p, seed, max_new
         worst = max(abs(results[names[0]]["summary"][k] - base[k]) for k in q.TARGETS)
         click.echo(f"largest gap {names[0]} vs {names[-1]}: {worst * 100:.1f} points")
     if json_out:
-        payload = {"model": str(model_dir), "format": fmt, "n": count, "temperature": temperature,
-                   "top_p": top_p, "seed": seed, "results": results}  # fmt: skip
+        payload = {"model": str(model_dir), "format": fmt, "graph": graph, "n": count,
+                   "temperature": temperature, "top_p": top_p, "seed": seed, "results": results}  # fmt: skip
         if guide:
             payload["guided"] = guided  # beside "results", which stays the raw output the bar is judged on
         write_atomic(json_out, json.dumps(payload, indent=1, ensure_ascii=False))
