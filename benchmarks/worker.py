@@ -102,9 +102,8 @@ def measure(spec: dict) -> dict:
             reached = max(reached, n + 2)
             result[f"pp{n}_tok_s"], spread[f"pp{n}_tok_s"] = summary([n / t for t in firsts])
     result["peak_rss_mb"] = peak_rss_mb()
-    result["kv_tokens"] = (
-        context if artifacts.identify(spec["artifact"]).format == "gguf" else min(reached, context)
-    )
+    kind = artifacts.identify(spec["artifact"])  # None: the PyTorch row's weights
+    result["kv_tokens"] = context if kind is not None and kind.format == "gguf" else min(reached, context)
     sweep = {}
     for c in spec.get("contexts", []):
         if c + 1 + SWEEP_DECODE <= context:
