@@ -14,8 +14,8 @@ model's tokenizer, so every server is counted the same way.
 Workloads per server, each bounded by --seconds and --max-requests:
 - `concurrent-same`: --clients clients in a loop, all on ONE prompt (different seeds): what the server
   can batch;
-- `concurrent-distinct`: the same with a different prompt per client (fabulist serve runs them one batch
-  after another; see runtime/batcher.py);
+- `concurrent-distinct`: the same with a different prompt per client (ragged lengths: fabulist serve
+  decodes them as one padded batch; see runtime/batcher.py);
 - `sequential`: as many requests as `concurrent-same` completed, one at a time (also stopped by time).
 Reported: requests/s, tokens/s, latency p50/p95/p99, time to first token p50/p95, and ratios (to the
 sequential run of the same server, and fabulist's to llama.cpp's on the same workload).
@@ -46,6 +46,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from fabulist import artifacts
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "serve"
@@ -154,7 +156,8 @@ def start(kind: str, model: Path, threads: int, log_dir: Path) -> Server:
 
 
 def gguf_of(model: Path) -> Path:
-    found = sorted((model / "gguf").glob("model-*.gguf"))
+    ladder = ("q4_k_m", "q4_0", "q8_0", "f16", "f32")  # the smallest one there
+    found = [p for p in (model / artifacts.get("gguf", q).path for q in ladder) if p.is_file()]
     if not found:
         raise SystemExit(f"{model} has no GGUF artifact")
     return found[0]

@@ -1,23 +1,26 @@
-"""The decoder behind `fabulist serve`: one thread owns the model, and queued requests that continue the
-same prompt under the same sampling rule are decoded together as one batch.
+"""The decoder behind `fabulist serve`: one thread owns the model and decodes queued requests together, one
+batch at a time, whatever their prompts and sampling rules.
 
     fabulist serve --max-batch 8
 
-Why this shape. Every backend starts from ONE prompt: `start(prompt_ids, n, new_tokens)` prefills it once
-and repeats its KV cache n times, then `advance` moves all n rows one token. So rows can share a batch when
-they continue the same prompt token for token, and the sampler (`next_tokens`, one rule for every row)
-lets them share it when temperature, top-k, top-p and the repetition penalty agree. Everything else is per
-row: the seed, the stop strings and the token limit. The i-th completion of a request with seed S draws from
-`default_rng([S, i])`, exactly as `Generator.generate(prompt, params, n)` does, and a backend's logits for a
-row do not depend on the rows beside it (bitwise, checked in tests/runtime/test_serve.py), so a request
-decoded in a batch with strangers gets the text `fabulist generate --seed S` gets alone.
+Why this shape. A request is n rows (`engine.Row`: a prompt, a sampling rule, a seed, stop strings, a
+limit), and the Generator's one decode loop (`Generator._steps`) takes rows with different prompts as one
+batch where the backend can (`start_batch`: optimum's ONNX graph left-pads the prompts, onnxruntime-genai's
+right-pads them, both hiding the pads with the attention mask) and samples each row under its own rule.
+The i-th completion of a request with seed S draws from `default_rng([S, i])`, exactly as
+`Generator.generate(prompt, params, n)` does, and a backend's logits for a row do not depend on the rows
+beside it (within float tolerance: tests/runtime/test_batch.py), so a request decoded with strangers gets
+the text `fabulist generate --seed S` gets alone.
 
 When rows join. A request that arrives while a batch runs waits in the queue and joins the NEXT batch,
-together with every queued request it is compatible with (up to `max_batch` rows; the oldest request
-always goes first). It cannot join the running batch at the next step: its prompt would need its own
-prefill and a cache of another length, which the one-prompt backends do not hold. Requests with different
-prompts run one batch after another, in arrival order. llama.cpp's backend (`batched = False`) decodes one
-sequence at a time, so there every row runs alone.
+together with every queued request that fits (up to `max_batch` rows; the oldest request always goes
+first) and that the backend can decode beside it (`Generator.can_batch`: genai cannot pad past its
+context, a backend without `start_batch` takes one prompt per batch). It cannot join the RUNNING batch at
+the next step: its prompt needs its own prefill and a cache as long as the batch's. With optimum's graph
+that is possible in principle (its cache is plain arrays: prefill the newcomer alone, left-pad its cache to
+the batch's length, append its row), but genai keeps its cache inside its own generator, which takes a
+batch's tokens only all at once, and llama.cpp's backend decodes one sequence at a time; the batcher keeps
+one rule for all of them. llama.cpp's backend (`batched = False`) runs every row alone.
 
 A cancelled request (its client went away) is skipped while queued; while decoding, its rows stop being
 sampled at the next step, and the batch ends early when no live row is left. The batch's KV cache is the
@@ -28,16 +31,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-
-from fabulist.runtime.detok import StreamDecoder
-from fabulist.runtime.engine import Completion, GenerationError, Generator, _apply_stop
-from fabulist.runtime.sampling import SamplingParams, next_tokens
+from fabulist.runtime.engine import Completion, GenerationError, Generator, Row
+from fabulist.runtime.sampling import SamplingParams
 
 log = logging.getLogger("fabulist.serve")
 
@@ -67,11 +66,8 @@ class Job:
     sink: Sink
     cancelled: threading.Event = field(default_factory=threading.Event)
 
-    @property
-    def key(self) -> tuple:
-        """Jobs with equal keys can share a batch."""
-        p = self.params
-        return (tuple(self.ids), p.temperature, p.top_k, p.top_p, p.repetition_penalty, p.min_new_tokens)
+    def rows(self) -> list[Row]:
+        return [Row(self.ids, self.params, i, cancelled=self.cancelled) for i in range(self.n)]
 
 
 class Batcher:
@@ -122,12 +118,11 @@ class Batcher:
                     return None
                 self.cond.wait()
             batch = [self.queue.popleft()]
-            rows = batch[0].n
             for job in list(self.queue):
-                if job.key == batch[0].key and rows + job.n <= self.max_batch and not job.cancelled.is_set():
+                rows = [row for j in (*batch, job) for row in j.rows()]
+                if len(rows) <= self.max_batch and not job.cancelled.is_set() and self.gen.can_batch(rows):
                     self.queue.remove(job)
                     batch.append(job)
-                    rows += job.n
             return batch
 
     def _loop(self) -> None:
@@ -146,76 +141,16 @@ class Batcher:
                     self.active -= len(batch)
 
     def _decode(self, batch: list[Job]) -> None:
-        rows = [(job, i) for job in batch for i in range(job.n)]
+        """Decode the batch's rows as one batch (where the backend can), each result to its job's sink."""
+        owners = [(job, i) for job in batch for i in range(job.n)]
+        rows = [row for job in batch for row in job.rows()]
         self.counts["batches"] += 1
         self.counts["rows"] += len(rows)
         self.counts["largest_batch"] = max(self.counts["largest_batch"], len(rows))
-        if self.gen.backend.batched:
-            decode_rows(self.gen, rows)
-        else:
-            for row in rows:
-                decode_rows(self.gen, [row])
+        for kind, r, value in self.gen.events(rows):
+            job, i = owners[r]
+            if kind == "done":
+                job.sink.done(i, value)
+            elif job.stream:
+                job.sink.piece(i, value)
         self.counts["cancelled"] += sum(job.cancelled.is_set() for job in batch)
-
-
-def decode_rows(gen: Generator, rows: list[tuple[Job, int]]) -> None:
-    """Decode rows that share a prompt and a sampling rule, each (job, completion index) with its own seed,
-    stop strings and limit; results go to each job's sink. The loop is `Generator._steps` with per-row
-    seeds and limits (which it does not take), so the tokens and text are the ones it gives."""
-    ids, params = rows[0][0].ids, rows[0][0].params
-    n = len(rows)
-    limits = [job.params.max_new_tokens for job, _ in rows]
-    rngs = [
-        np.random.default_rng(None if job.params.seed is None else [job.params.seed, i]) for job, i in rows
-    ]
-    decoders = [StreamDecoder(gen.tok, gen.specials) for _ in rows]
-    texts, tokens, reasons = [""] * n, [[] for _ in rows], [None] * n
-    gen._check_memory(n, len(ids) + max(limits))
-    t0 = time.perf_counter()
-    logits = gen.backend.start(ids, n, max(limits))
-    first = None
-
-    def finish(r: int, reason: str) -> None:
-        reasons[r] = reason
-        job, i = rows[r]
-        if reason == "length":
-            tail = decoders[r].flush()
-            texts[r] += tail
-            if job.stream and tail:
-                job.sink.piece(i, tail)
-        ttft = round((first or t0) - t0, 4)
-        stats = {"prompt_tokens": len(ids), "new_tokens": len(tokens[r]), "ttft_s": ttft}
-        job.sink.done(i, Completion(texts[r], tokens[r], reason, None, stats))
-
-    for _ in range(max(limits)):
-        for r, (job, _i) in enumerate(rows):
-            if not reasons[r] and job.cancelled.is_set():
-                reasons[r] = "cancelled"
-        live = [r for r in range(n) if not reasons[r]]
-        if not live:
-            break
-        part = logits[live]
-        early = [j for j, r in enumerate(live) if len(tokens[r]) < rows[r][0].params.min_new_tokens]
-        if early:
-            part = part.copy()
-            part[early, gen.eos] = -np.inf
-        seen = [lambda r=r: ids + tokens[r] for r in live]
-        drawn = dict(
-            zip(live, next_tokens(part, params, [rngs[r] for r in live], seen).tolist(), strict=True)
-        )
-        first = first or time.perf_counter()
-        for r in live:
-            job, i = rows[r]
-            if drawn[r] == gen.eos:
-                finish(r, "eos")
-                continue
-            tokens[r].append(drawn[r])
-            piece = decoders[r].push(drawn[r])
-            texts[r], piece, stopped = _apply_stop(texts[r], piece, job.params.stop)
-            if job.stream and piece:
-                job.sink.piece(i, piece)
-            if stopped or len(tokens[r]) >= limits[r]:
-                finish(r, stopped or "length")
-        if all(reasons):
-            break  # no forward pass for logits nobody reads
-        logits = gen.backend.advance([drawn.get(r, gen.eos) for r in range(n)])

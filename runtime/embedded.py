@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fabulist.artifacts import MANIFEST
 from fabulist.runtime.backends import BackendError
 
 MODELS = Path(__file__).parent / "models"
@@ -20,7 +21,7 @@ def embedded() -> dict[str, Path]:
     """Name -> folder of each model shipped in the package."""
     if not MODELS.is_dir():
         return {}
-    return {p.name: p for p in sorted(MODELS.iterdir()) if (p / "export_manifest.json").is_file()}
+    return {p.name: p for p in sorted(MODELS.iterdir()) if (p / MANIFEST).is_file()}
 
 
 def resolve(model: str | Path | None) -> Path:
@@ -43,7 +44,7 @@ def resolve(model: str | Path | None) -> Path:
 
 def describe(folder: Path) -> dict:
     """Name, size, artifacts and provenance of a model folder, for `fabulist models`."""
-    manifest = json.loads((folder / "export_manifest.json").read_text())
+    manifest = json.loads((folder / MANIFEST).read_text())
     training_path = folder / "training.json"
     training = json.loads(training_path.read_text()) if training_path.is_file() else {}
     files = [f for f in folder.rglob("*") if f.is_file()]

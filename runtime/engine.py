@@ -2,13 +2,20 @@
 
     fabulist generate --character fox --moral "..." --format onnx --quant int4 -n 3 --stats
 
-A backend holds a model and its KV cache and answers two calls: `start(prompt_ids, n, new_tokens)`
-(prefill once, n sequences continuing the same prompt, at most new_tokens to follow: a backend may size
-its KV cache to that) and `advance(tokens)` (one new token per sequence), both returning next-token
-logits of shape (n, vocab). Backends that cannot batch say `batched = False` and
-the generator runs their sequences one after another.
+A backend holds a model and its KV cache and answers `start(prompt_ids, n, new_tokens)` (prefill once, n
+sequences continuing the same prompt, at most new_tokens to follow: a backend may size its KV cache to
+that), `advance(tokens)` (one new token per sequence), and where it can, `start_batch(prompts,
+new_tokens)` (several prompts, ragged, one row each; `can_batch(prompts, new_tokens)` says when it
+cannot), all returning next-token logits of shape (rows, vocab). Backends that cannot batch say
+`batched = False` and the generator runs their rows one after another.
 
-With a `guide` (runtime/guide.py: `--guide`), each sequence keeps a guide state that forces tokens or bans
+Every row has its own prompt, sampling rule, seed, limits and stop strings (a `Row`); `_steps` is the one
+decode loop, for `fabulist generate` (n rows of one prompt) and for `fabulist serve`'s batches of
+strangers (runtime/batcher.py) alike. A row's i-th completion of seed S draws from `default_rng([S, i])`
+and a backend's logits for a row do not depend on the rows beside it (within float tolerance:
+tests/runtime/test_batch.py), so a row gives the same tokens in any batch as alone.
+
+With a `guide` (runtime/guide.py: `--guide`), each row keeps a guide state that forces tokens or bans
 some before the sampler draws (the requested moral line, the character's name); without one the loop is
 the plain sampler's, token for token.
 """
@@ -17,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -26,7 +33,7 @@ import numpy as np
 from fabulist import fable_format as ff
 from fabulist.errors import FabulistError
 from fabulist.runtime.detok import StreamDecoder
-from fabulist.runtime.guide import Guide
+from fabulist.runtime.guide import Guide, GuideState
 from fabulist.runtime.sampling import SamplingParams, next_tokens
 
 
@@ -50,6 +57,18 @@ class Completion:
     finish_reason: str  # "eos", "stop", "length"
     clipped_to: int | None = None  # max_new_tokens after clipping to the context, when it was clipped
     stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class Row:
+    """One sequence to decode. `params.max_new_tokens` is already within the context (see `budget`)."""
+
+    ids: list[int]
+    params: SamplingParams
+    index: int = 0  # which completion of its seed: it draws from default_rng([seed, index])
+    guide: GuideState | None = None
+    clipped: int | None = None  # reported as Completion.clipped_to
+    cancelled: object = None  # anything with is_set() (a threading.Event): the row stops at the next step
 
 
 class Generator:
@@ -97,91 +116,186 @@ class Generator:
         if self.backend.batched:
             check_memory(n, tokens, getattr(self.backend, "kv_bytes", 0), self.tok.get_vocab_size())
 
+    def row(self, prompt: str, params: SamplingParams, index: int = 0, guide: Guide | None = None) -> Row:
+        """A Row for `prompt`: its ids, its limit clipped to the context, its own guide state."""
+        ids = self.encode(prompt)
+        limit, clipped = self.budget(ids, params)
+        if guide is not None:
+            guide.check_budget(limit)
+        state = guide.start(prompt.partition(ff.STORY)[2]) if guide is not None else None
+        limited = params if clipped is None else replace(params, max_new_tokens=limit)
+        return Row(ids, limited, index, state, clipped)
+
     def generate(
         self, prompt: str, params: SamplingParams, n: int = 1, guide: Guide | None = None
     ) -> list[Completion]:
         """n completions of the same prompt (batched where the backend can), each under `guide` if any."""
         if n < 1:
             raise GenerationError("n must be at least 1")
-        if self.backend.batched:
-            return self._run(prompt, params, list(range(n)), guide)
-        return [c for i in range(n) for c in self._run(prompt, params, [i], guide)]
+        return self._run(prompt, params, list(range(n)), guide)
+
+    def generate_batch(
+        self, prompts: list[str], params: list[SamplingParams], guide: Guide | None = None
+    ) -> list[Completion]:
+        """One completion of each prompt under its own params (seed, limits, stops, sampling rule), decoded
+        as one batch where the backend can; each equals `generate(prompts[i], params[i])[0]`."""
+        rows = [self.row(p, q, 0, guide) for p, q in zip(prompts, params, strict=True)]
+        return self.decode(rows)
 
     def stream(self, prompt: str, params: SamplingParams, guide: Guide | None = None) -> Iterator[str]:
         """Text pieces of one completion as decoded; the generator returns the Completion at the end."""
-        result = yield from self._steps(prompt, params, [0], stream=True, guide=guide)
-        return result[0]
+        done = None
+        for kind, _, value in self.events([self.row(prompt, params, 0, guide)]):
+            if kind == "piece":
+                yield value
+            else:
+                done = value
+        return done
 
     def _run(self, prompt: str, params: SamplingParams, seeds: list[int], guide=None) -> list[Completion]:
-        steps = self._steps(prompt, params, seeds, stream=False, guide=guide)
-        try:
-            while True:
-                next(steps)
-        except StopIteration as done:
-            return done.value
+        """The completions of `prompt` with these indexes of its seed (benchmarks run one at a time)."""
+        base = self.row(prompt, params, seeds[0], guide)  # the prompt encoded once; a guide state per row
+        story = prompt.partition(ff.STORY)[2]
+        states = [guide.start(story) if guide is not None else None for _ in seeds]
+        return self.decode([replace(base, index=i, guide=g) for i, g in zip(seeds, states, strict=True)])
 
-    def _steps(self, prompt: str, params: SamplingParams, seeds: list[int], stream: bool, guide=None):
-        ids = self.encode(prompt)
-        limit, clipped = self.budget(ids, params)
-        n = len(seeds)
-        if guide is not None:
-            guide.check_budget(limit)
-        guides = [guide.start(prompt.partition(ff.STORY)[2]) for _ in range(n)] if guide else None
-        rngs = [np.random.default_rng(None if params.seed is None else [params.seed, s]) for s in seeds]
-        decoders = [StreamDecoder(self.tok, self.specials, decode=self.plain is not None) for _ in range(n)]
-        texts, tokens, reasons = [""] * n, [[] for _ in range(n)], [None] * n
-        self._check_memory(n, len(ids) + limit)
-        t0 = time.perf_counter()
-        logits = self.backend.start(ids, n, limit)
-        first = None
-        for step in range(limit):
-            live = [i for i in range(n) if not reasons[i]]
-            rows = logits[live]
-            early = [j for j, i in enumerate(live) if len(tokens[i]) < params.min_new_tokens]
-            if early:
-                rows = rows.copy()
-                rows[np.ix_(early, self.stops)] = -np.inf
-            seen = [lambda i=i: ids + tokens[i] for i in live]
-            drawn = dict(
-                zip(live, next_tokens(rows, params, [rngs[i] for i in live], seen).tolist(), strict=True)
-            )
-            if guides:
-                _guide(drawn, rows, live, guides, [limit - len(tokens[i]) for i in live], params, rngs, seen)
-            first = first or time.perf_counter()
-            picks = [drawn.get(i, self.eos) for i in range(n)]
-            for i in live:
-                tok = drawn[i]
-                if tok in self.stops:
-                    reasons[i] = "eos"
-                    continue
-                tokens[i].append(tok)
-                piece = decoders[i].push(tok)
-                texts[i], piece, reasons[i] = _apply_stop(texts[i], piece, params.stop)
-                if stream and piece:
-                    yield piece
-            if all(reasons) or step == limit - 1:  # no forward pass for logits nobody reads
-                break
-            logits = self.backend.advance(picks)
-        elapsed = time.perf_counter() - t0
-        out = []
-        for i in range(n):
-            if not reasons[i]:
-                tail = decoders[i].flush()
-                texts[i] += tail
-                if stream and tail:
-                    yield tail
-            stats = _stats(self.load_seconds, t0, first, elapsed, len(tokens[i]), len(ids))
-            out.append(Completion(texts[i], tokens[i], reasons[i] or "length", clipped, stats))
+    def decode(self, rows: list[Row]) -> list[Completion]:
+        """Each row's Completion, in order (see `events`)."""
+        out: list[Completion | None] = [None] * len(rows)
+        for kind, r, value in self.events(rows):
+            if kind == "done":
+                out[r] = value
         return out
+
+    def events(self, rows: list[Row]) -> Iterator[tuple[str, int, object]]:
+        """("piece", row, text) as text is decoded and ("done", row, Completion) as each row ends, decoding
+        rows together as far as the backend allows: all in one batch, else one batch per prompt (a
+        backend without `start_batch`, or one whose `can_batch` refuses), else one row at a time."""
+        for part in self.batches(rows):
+            for kind, r, value in self._steps([rows[r] for r in part]):
+                yield kind, part[r], value
+
+    def batches(self, rows: list[Row]) -> list[list[int]]:
+        """Row indexes in groups the backend can decode as one batch."""
+        if not self.backend.batched:
+            return [[r] for r in range(len(rows))]
+        if self.can_batch(rows):
+            return [list(range(len(rows)))]
+        groups: dict[tuple, list[int]] = {}
+        for r, row in enumerate(rows):
+            groups.setdefault(tuple(row.ids), []).append(r)
+        return list(groups.values())
+
+    def can_batch(self, rows: list[Row]) -> bool:
+        """Whether the backend decodes these rows as one batch (any rows of one prompt; rows of several
+        prompts where it has `start_batch` and its `can_batch` does not refuse them)."""
+        prompts = [row.ids for row in rows]
+        new_tokens = max(row.params.max_new_tokens for row in rows)
+        if not self.backend.batched or len({tuple(p) for p in prompts}) == 1:
+            return True
+        if not hasattr(self.backend, "start_batch"):
+            return False
+        check = getattr(self.backend, "can_batch", None)
+        return check is None or check(prompts, new_tokens)
+
+    def _start(self, prompts: list[list[int]], new_tokens: int) -> np.ndarray:
+        if len({tuple(p) for p in prompts}) == 1:
+            return self.backend.start(prompts[0], len(prompts), new_tokens)
+        return self.backend.start_batch(prompts, new_tokens)
+
+    def _steps(self, rows: list[Row]) -> Iterator[tuple[str, int, object]]:
+        """The decode loop over rows the backend takes as one batch (see `events`)."""
+        n, limits = len(rows), [row.params.max_new_tokens for row in rows]
+        rngs = [_rng(row) for row in rows]
+        decoders = [StreamDecoder(self.tok, self.specials, decode=self.plain is not None) for _ in rows]
+        texts, tokens, reasons = [""] * n, [[] for _ in rows], [None] * n
+        self._check_memory(n, max(len(row.ids) + limit for row, limit in zip(rows, limits, strict=True)))
+        t0 = time.perf_counter()
+        logits = self._start([row.ids for row in rows], max(limits))
+        first = None
+
+        def finish(i: int, reason: str):
+            reasons[i] = reason
+            if reason == "length":
+                texts[i] += (tail := decoders[i].flush())
+                if tail:
+                    yield "piece", i, tail
+            elapsed = time.perf_counter() - t0
+            stats = _stats(self.load_seconds, t0, first, elapsed, len(tokens[i]), len(rows[i].ids))
+            yield "done", i, Completion(texts[i], tokens[i], reason, rows[i].clipped, stats)
+
+        while True:
+            for i, row in enumerate(rows):
+                if not reasons[i] and row.cancelled is not None and row.cancelled.is_set():
+                    reasons[i] = "cancelled"
+            live = [i for i in range(n) if not reasons[i]]
+            if not live:
+                break
+            drawn = self._draw(logits, rows, live, tokens, rngs)
+            first = first or time.perf_counter()
+            for i in live:
+                if drawn[i] in self.stops:
+                    yield from finish(i, "eos")
+                    continue
+                tokens[i].append(drawn[i])
+                piece = decoders[i].push(drawn[i])
+                texts[i], piece, stopped = _apply_stop(texts[i], piece, rows[i].params.stop)
+                if piece:
+                    yield "piece", i, piece
+                if stopped or len(tokens[i]) >= limits[i]:
+                    yield from finish(i, stopped or "length")
+            if all(reasons):
+                break  # no forward pass for logits nobody reads
+            logits = self.backend.advance([drawn.get(i, self.eos) for i in range(n)])
+
+    def _draw(self, logits: np.ndarray, rows: list[Row], live: list[int], tokens: list, rngs: list) -> dict:
+        """{row: token} for the live rows: end-of-text held back until a row's min_new_tokens, each row
+        under its own sampling rule and seed, then its guide (if any) overruling the draw."""
+        part = logits[live]
+        early = [j for j, i in enumerate(live) if len(tokens[i]) < rows[i].params.min_new_tokens]
+        if early:
+            part = part.copy()
+            part[np.ix_(early, self.stops)] = -np.inf
+        seen = [lambda i=i: rows[i].ids + tokens[i] for i in live]
+        params = [row.params for row in rows]
+        drawn = dict(
+            zip(live, draw(part, [params[i] for i in live], [rngs[i] for i in live], seen), strict=True)
+        )
+        if any(row.guide is not None for row in rows):
+            left = [rows[i].params.max_new_tokens - len(tokens[i]) for i in live]
+            _guide(drawn, part, live, [row.guide for row in rows], left, params, rngs, seen)
+        return drawn
+
+
+def _rng(row: Row) -> np.random.Generator:
+    return np.random.default_rng(None if row.params.seed is None else [row.params.seed, row.index])
+
+
+def draw(logits: np.ndarray, params: list[SamplingParams], rngs: list, seen: list) -> list[int]:
+    """One token per row of (rows, V) logits, each row under its own sampling rule: rows that share a rule
+    are drawn together by `next_tokens`, which gives each row the token it gives alone."""
+    out = [0] * len(params)
+    groups: dict[tuple, list[int]] = {}
+    for j, p in enumerate(params):
+        groups.setdefault((p.temperature, p.top_k, p.top_p, p.repetition_penalty), []).append(j)
+    for group in groups.values():
+        rows = logits if len(group) == len(params) else logits[group]
+        picked = next_tokens(rows, params[group[0]], [rngs[j] for j in group], [seen[j] for j in group])
+        for j, tok in zip(group, picked.tolist(), strict=True):
+            out[j] = tok
+    return out
 
 
 def _guide(drawn: dict, rows: np.ndarray, live: list[int], guides: list, left: list[int], params, rngs, seen):
     """Let each live sequence's guide overrule its draw (in place): a forced token replaces it; a banned
     one is drawn again from the row with the bans at -inf. Drawing first and again only when banned
     samples the same distribution as masking first (p(t) / (1 - p(banned)) either way), and a guided
-    fable equals the unguided one, token for token, until the first step a constraint changes."""
+    fable equals the unguided one, token for token, until the first step a constraint changes. Rows
+    without a guide state are left alone."""
     again = []
     for j, i in enumerate(live):
+        if guides[i] is None:
+            continue
         tok = guides[i].forced(left[j])
         bans = None if tok is not None else guides[i].banned()
         if tok is not None:
@@ -192,12 +306,14 @@ def _guide(drawn: dict, rows: np.ndarray, live: list[int], guides: list, left: l
         masked = rows[[j for j, _, _ in again]].copy()
         for r, (_, _, bans) in enumerate(again):
             masked[r, bans] = -np.inf
-        redrawn = next_tokens(masked, params, [rngs[i] for _, i, _ in again], [seen[j] for j, _, _ in again])
-        for (_, i, _), tok in zip(again, redrawn.tolist(), strict=True):
+        redrawn = draw(masked, [params[i] for _, i, _ in again], [rngs[i] for _, i, _ in again],
+                       [seen[j] for j, _, _ in again])  # fmt: skip
+        for (_, i, _), tok in zip(again, redrawn, strict=True):
             drawn[i] = tok
     for i in live:
-        drawn[i] = guides[i].drawn(drawn[i])
-        guides[i].push(drawn[i])
+        if guides[i] is not None:
+            drawn[i] = guides[i].drawn(drawn[i])
+            guides[i].push(drawn[i])
 
 
 def _apply_stop(text: str, piece: str, stops: tuple[str, ...]) -> tuple[str, str, str | None]:

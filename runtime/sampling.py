@@ -66,10 +66,24 @@ def next_tokens(
     if params.temperature == 0:
         return np.argmax(logits, axis=1)
     probs = _weights(logits, params)
+    if params.top_p < 1.0 or params.top_k:
+        return np.array(
+            [_draw_sparse(row, rng) for row, rng in zip(probs, rngs, strict=True)], dtype=np.int64
+        )
     cumulative = np.cumsum(probs, axis=1)
     # inverse CDF: one uniform draw per row, as rng.choice(p=...) does, without its validation passes
     u = np.array([rng.random() for rng in rngs]) * cumulative[:, -1]
     return np.minimum((cumulative <= u[:, None]).sum(axis=1), probs.shape[1] - 1)
+
+
+def _draw_sparse(probs: np.ndarray, rng: np.random.Generator) -> int:
+    """The inverse-CDF draw above for one row that top-k or top-p left mostly zero, over its nonzero ids
+    only. Bit for bit the same token: the running sum only grows at nonzero ids (adding 0.0 is exact), so
+    the first id whose sum passes u is the first nonzero one; u at or past the total gives the last id."""
+    ids = np.flatnonzero(probs)
+    cumulative = np.cumsum(probs[ids])
+    k = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+    return int(ids[k]) if k < len(ids) else len(probs) - 1
 
 
 def probabilities(logits: np.ndarray, params: SamplingParams, seen: list | None = None) -> np.ndarray:
@@ -105,7 +119,11 @@ def _weights(logits: np.ndarray, params: SamplingParams) -> np.ndarray:
 
 
 def nucleus_rows(probs: np.ndarray, top_p: float, first: int = 64) -> np.ndarray:
-    """(n, V) probabilities with everything outside each row's nucleus (see `nucleus`) set to zero."""
+    """(n, V) probabilities with everything outside each row's nucleus (see `nucleus`) set to zero.
+
+    Rows whose `first` most likely tokens do not settle the nucleus try 8 times as many before a full
+    sort: a small model at temperature 0.8 often spreads 95% of its mass over a few hundred tokens, and
+    sorting whole 4,096-token rows made sampling a third of a 10-row decode step (fable-5m, genai int4)."""
     n, vocab = probs.shape
     out = np.zeros_like(probs)
     if first >= vocab:
@@ -113,23 +131,36 @@ def nucleus_rows(probs: np.ndarray, top_p: float, first: int = 64) -> np.ndarray
             keep = nucleus(probs[j], top_p, first)
             out[j, keep] = probs[j, keep]
         return out
-    # the `first` most likely of every row, sorted (ties: lower id first), in one pass over the batch
-    top = np.sort(np.argpartition(-probs, first, axis=1)[:, :first], axis=1)
-    top_p_vals = np.take_along_axis(probs, top, 1)
+    target = top_p * probs.sum(axis=1)
+    rows = np.arange(n)
+    while len(rows) and first < vocab:
+        rows = _settle_nucleus(probs, target, rows, first, out)
+        first *= 8
+    for j in rows:  # rare: a flat distribution; sort the whole row
+        keep = _sorted_nucleus(probs[j], target[j])
+        out[j, keep] = probs[j, keep]
+    return out
+
+
+def _settle_nucleus(probs: np.ndarray, target: np.ndarray, rows: np.ndarray, first: int, out: np.ndarray):
+    """Write into `out` the nucleus of each of `rows` that its `first` most likely tokens settle (their mass
+    reaches the row's target and no token outside ties the last one); return the rows left unsettled.
+    The prefix sums run in the full sort's order (probability down, ties lower id first), so the cut is
+    the full sort's, bit for bit."""
+    sub, goal = probs[rows], target[rows]
+    top = np.sort(np.argpartition(-sub, first, axis=1)[:, :first], axis=1)
+    top_p_vals = np.take_along_axis(sub, top, 1)
     rank = np.argsort(-top_p_vals, axis=1, kind="stable")
     order, ranked = np.take_along_axis(top, rank, 1), np.take_along_axis(top_p_vals, rank, 1)
     cumulative = np.cumsum(ranked, axis=1)
-    target = top_p * probs.sum(axis=1)
     boundary = ranked[:, -1:]
-    whole_ties = (probs == boundary).sum(axis=1) == (top_p_vals == boundary).sum(axis=1)
-    enough = (cumulative[:, -1] >= target) & whole_ties
-    cut = (cumulative < target[:, None]).sum(axis=1) + 1
-    np.put_along_axis(out, order, np.where(np.arange(first) < cut[:, None], ranked, 0.0), axis=1)
-    for j in np.flatnonzero(~enough):  # rare: a flat distribution; sort the whole row
-        keep = _sorted_nucleus(probs[j], target[j])
-        out[j] = 0.0
-        out[j, keep] = probs[j, keep]
-    return out
+    whole_ties = (sub == boundary).sum(axis=1) == (top_p_vals == boundary).sum(axis=1)
+    enough = (cumulative[:, -1] >= goal) & whole_ties
+    cut = (cumulative < goal[:, None]).sum(axis=1) + 1
+    kept = np.zeros_like(sub)
+    np.put_along_axis(kept, order, np.where(np.arange(first) < cut[:, None], ranked, 0.0), axis=1)
+    out[rows[enough]] = kept[enough]
+    return rows[~enough]
 
 
 def nucleus(probs: np.ndarray, top_p: float, first: int = 64) -> np.ndarray:

@@ -43,8 +43,8 @@ more than --max-requests requests queued or running (429 with Retry-After), a mi
 when --api-key-env names one (401; the key is read from the environment only and never logged). One log
 line per refused request and per client that goes away mid-request; the rows it held stop at the next step.
 
-Concurrency: requests go to one decoder thread (`fabulist.runtime.batcher`), which batches queued requests
-that share a prompt and sampling rule; see there for what joins when.
+Concurrency: requests go to one decoder thread (`fabulist.runtime.batcher`), which decodes queued requests
+together as one batch, whatever their prompts and sampling rules; see there for what joins when.
 
 Stack: FastAPI on Starlette, served by uvicorn, with sse-starlette for server-sent events: the ASGI stack
 llama-cpp-python's own server uses, well kept and already pinned in constraints.txt; it handles HTTP/1.1,

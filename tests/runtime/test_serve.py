@@ -22,6 +22,7 @@ from fabulist.runtime.embedded import resolve
 from fabulist.runtime.load import load_generator
 from fabulist.runtime.sampling import SamplingParams
 from fabulist.runtime.serve import ServeConfig, create_app, listen
+from fabulist.runtime.serve_request import element_labels
 from tests.llama_server import clean_env
 
 pytestmark = pytest.mark.integration
@@ -194,11 +195,11 @@ class Collect:
 
 
 def test_queued_requests_join_one_batch_and_keep_their_own_seeds(ref):
-    """Jobs queued while the decoder is busy (here: before it starts) that share prompt and sampling rule
-    run as ONE batch, each row with its own seed, limit and stop strings, and each gets the text it gets
-    alone; a job with another prompt runs in the next batch."""
+    """Jobs queued while the decoder is busy (here: before it starts) run as ONE batch up to max_batch
+    rows, whatever their prompts and sampling rules, each row with its own seed, limit and stop strings,
+    and each gets the text it gets alone; a job that does not fit runs in the next batch."""
     gen = load_generator(resolve(None))
-    batcher = Batcher(gen, max_batch=8, max_jobs=5)
+    batcher = Batcher(gen, max_batch=5, max_jobs=5)
     prompt = ff.prompt(FOX)
     ids = gen.encode(prompt)
     asks = [(1, 60, ()), (2, 90, ()), (3, 40, (" and",)), (4, 70, ())]
@@ -217,7 +218,8 @@ def test_queued_requests_join_one_batch_and_keep_their_own_seeds(ref):
     while batcher.active and time.monotonic() < deadline:
         time.sleep(0.01)
     batcher.close()
-    assert batcher.counts["batches"] == 2 and batcher.counts["largest_batch"] == 5  # 1 + 2 + 1 + 1 rows
+    # 1 + 1 (another prompt, another rule) + 2 + 1 rows; the last job's row would be the sixth
+    assert batcher.counts["batches"] == 2 and batcher.counts["largest_batch"] == 5
     for job, (seed, limit, stop) in zip(jobs, asks, strict=True):
         want = expected(ref, prompt, seed, limit, n=job.n, stop=stop)
         assert [job.sink.completions[i].text for i in range(job.n)] == [w.text for w in want]
@@ -251,6 +253,87 @@ def test_concurrent_clients_all_get_their_seeded_text(server, ref):
     after = server.health()
     assert after["jobs"] - before["jobs"] == 8 and after["rows"] - before["rows"] == 8
     assert after["batches"] - before["batches"] <= 8
+
+
+ASKS = [  # (fable fields, seed, max_tokens, temperature, top_p, stream): ragged prompts, different rules
+    ({"character": "Fox"}, 1, 60, 0.8, 0.95, False),
+    (FOX, 2, 40, 1.0, 0.9, True),
+    ({"character": "Owl", "setting": "Forest", "moral": "Slow and steady wins the race."}, 3, 70, 0.8, 0.95,
+     False),
+    ({}, 4, 30, 0.0, 1.0, True),
+    ({"character": "Crow", "beginning": "A thirsty crow found a jug with a little water in it"}, 5, 50, 0.7,
+     0.8, False),
+    ({"trait": "Brave"}, 6, 45, 1.0, 1.0, True),
+]  # fmt: skip
+
+
+def fable_prompt(fable: dict) -> str:
+    """The prompt the server builds from a request's `fable` object."""
+    fields = {key: v for key, v in fable.items() if key != "beginning"}
+    return ff.prompt(element_labels(fields, ""), fable.get("beginning"))
+
+
+def test_concurrent_clients_with_different_prompts_are_batched_and_get_their_seeded_text(ref):
+    """Six clients at once, each its own prompt (ragged lengths), sampling rule, limit and stream or not:
+    they share batches (the first request starts one; those that arrive meanwhile join the next), and each
+    gets the text `fabulist generate --seed` gives its prompt alone."""
+    results, errors = {}, []
+
+    def ask(k: int) -> None:
+        fable, seed, limit, temperature, top_p, stream = ASKS[k]
+        args = {"model": "m", "messages": [{"role": "user", "content": "-"}], "seed": seed,
+                "max_tokens": limit, "temperature": temperature, "top_p": top_p,
+                "extra_body": {"fable": fable}}  # fmt: skip
+        try:
+            c = openai.OpenAI(base_url=s.base_url, api_key="unused", max_retries=0, timeout=120)
+            if stream:
+                chunks = c.chat.completions.create(**args, stream=True)
+                results[k] = "".join(x.choices[0].delta.content or "" for x in chunks if x.choices)
+            else:
+                results[k] = c.chat.completions.create(**args).choices[0].message.content
+        except Exception as exc:  # reported below with the request
+            errors.append((k, repr(exc)))
+
+    with ThreadServer(ServeConfig(max_batch=8)) as s:
+        threads = [threading.Thread(target=ask, args=(k,)) for k in range(len(ASKS))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=180)
+        health = s.health()
+    assert not errors
+    for k, (fable, seed, limit, temperature, top_p, _) in enumerate(ASKS):
+        prompt = fable_prompt(fable)
+        want = expected(ref, prompt, seed, limit, temperature=temperature, top_p=top_p)[0].text
+        assert results[k] == want and want, k
+    assert health["jobs"] == 6 and health["rows"] == 6
+    assert health["batches"] < 6 and health["largest_batch"] >= 2
+
+
+def test_queued_distinct_prompts_decode_as_one_batch(ref):
+    """Queued before the decoder starts, six different prompts under different rules (with a per-row
+    min_new_tokens and stop strings) are ONE batch of six rows, and each row's text is its own."""
+    gen = load_generator(resolve(None))
+    batcher = Batcher(gen, max_batch=8)
+    jobs = []
+    for fable, seed, limit, temperature, top_p, stream in ASKS:
+        prompt = fable_prompt(fable)
+        params = SamplingParams(temperature=temperature, top_p=top_p, seed=seed, max_new_tokens=limit,
+                                stop=(" the",) if seed % 2 else (), min_new_tokens=seed * 3)  # fmt: skip
+        jobs.append((prompt, Job(gen.encode(prompt), params, 1, stream, Collect())))
+        batcher.submit(jobs[-1][1])
+    batcher.start()
+    deadline = time.monotonic() + 120
+    while batcher.active and time.monotonic() < deadline:
+        time.sleep(0.01)
+    batcher.close()
+    assert batcher.counts["batches"] == 1 and batcher.counts["largest_batch"] == 6
+    assert len({len(job.ids) for _, job in jobs}) >= 5  # ragged
+    for prompt, job in jobs:
+        (want,) = ref.generate(prompt, job.params)
+        got = job.sink.completions[0]
+        assert (got.text, got.tokens, got.finish_reason) == (want.text, want.tokens, want.finish_reason)
+        assert job.sink.pieces.get(0, "") == (want.text if job.stream else "")
 
 
 # --- refusals, in OpenAI's error shape -----------------------------------------------------------------
