@@ -78,6 +78,7 @@ class Generator:
         """plain: a runtime.plain.PlainFormat for a model that is not a fable model (its own BOS and
         end-of-text ids; text decoded by its tokenizer's decoder)."""
         self.backend, self.tok, self.load_seconds, self.artifact = backend, tokenizer, load_seconds, artifact
+        self.vocab_size = tokenizer.get_vocab_size()  # once: the tokenizer builds its vocabulary to count it
         self.plain = plain
         if plain is None:
             self.eos = tokenizer.token_to_id(ff.EOS)
@@ -114,7 +115,7 @@ class Generator:
 
     def _check_memory(self, n: int, tokens: int) -> None:
         if self.backend.batched:
-            check_memory(n, tokens, getattr(self.backend, "kv_bytes", 0), self.tok.get_vocab_size())
+            check_memory(n, tokens, getattr(self.backend, "kv_bytes", 0), self.vocab_size)
 
     def row(self, prompt: str, params: SamplingParams, index: int = 0, guide: Guide | None = None) -> Row:
         """A Row for `prompt`: its ids, its limit clipped to the context, its own guide state."""
@@ -251,10 +252,10 @@ class Generator:
     def _draw(self, logits: np.ndarray, rows: list[Row], live: list[int], tokens: list, rngs: list) -> dict:
         """{row: token} for the live rows: end-of-text held back until a row's min_new_tokens, each row
         under its own sampling rule and seed, then its guide (if any) overruling the draw."""
-        part = logits[live]
+        part = logits if len(live) == len(rows) else logits[live]  # every row live: no copy
         early = [j for j, i in enumerate(live) if len(tokens[i]) < rows[i].params.min_new_tokens]
         if early:
-            part = part.copy()
+            part = part.copy() if part is logits else part
             part[np.ix_(early, self.stops)] = -np.inf
         seen = [lambda i=i: rows[i].ids + tokens[i] for i in live]
         params = [row.params for row in rows]
