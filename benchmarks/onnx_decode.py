@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -48,11 +47,13 @@ def decode_speed(path: Path, threads: int, repeats: int) -> float:
 
 
 def make_random(folder: Path) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.export.conftest import make_model_dir
+    from fabulist.bench.models import tokenizer
+    from fabulist.train.folder import random_folder
+    from fabulist.train.presets import Preset
 
     folder.mkdir(parents=True, exist_ok=True)
-    make_model_dir(folder, hidden=256, layers=8, heads=8, kv_heads=4, ffn=512, vocab=4096)
+    shape = Preset("random", 256, 8, 8, 4, 512, context=256, lr=1e-3)
+    random_folder(folder, shape, tokenizer(folder.parent, None, 4096), std=0.08)
     export_onnx(folder, ["fp32", "int8", "int4"], validate=False, progress=False)
     return folder
 

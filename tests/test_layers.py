@@ -120,3 +120,20 @@ def test_the_runtime_never_imports_torch(name):
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not {m for m in names if m.split(".")[0] in ("torch", "transformers")}, name
+
+
+def test_no_installed_module_imports_the_tests():
+    """tests/ is not installed: a benchmark or stage that imports it works in a checkout and breaks from a
+    wheel (the published architectures' configs and builders live in fabulist.bench.architectures)."""
+    found = []
+    for name, path in SOURCES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found += [f"{name}: {a.name}" for a in node.names if a.name.split(".")[0] == "tests"]
+            elif (
+                isinstance(node, ast.ImportFrom)
+                and not node.level
+                and (node.module or "").split(".")[0] == "tests"
+            ):
+                found.append(f"{name}: {node.module}")
+    assert not found, found
