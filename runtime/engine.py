@@ -42,8 +42,14 @@ class GenerationError(FabulistError):
 
 
 class Backend(Protocol):
+    """What the Generator needs of an engine (OnnxBackend, GenaiBackend, LlamaCppBackend, and the eval
+    stage's TorchBackend as a peer). Optional: `start_batch(prompts, new_tokens)` for ragged prompts as
+    one batch, and `can_batch(prompts, new_tokens)` where an engine refuses some batches."""
+
     context: int
     batched: bool
+
+    def check_vocab(self, vocab: int) -> None: ...  # BackendError when the graph's logits are not vocab wide
 
     def start(self, prompt_ids: list[int], n: int, new_tokens: int) -> np.ndarray: ...
 

@@ -36,6 +36,46 @@ class SamplingParams:
             raise ValueError("max_new_tokens must be at least 1 and min_new_tokens at least 0")
 
 
+# Named settings, so every command that samples starts from the same numbers for the same purpose.
+PRESETS = {
+    "fable": {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 400},  # generate, a trained run's default
+    "quality": {"temperature": 0.8, "top_p": 1.0, "max_new_tokens": 400},  # eval quality: the bar's setting
+    "judge": {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 400},  # eval run: the judged protocol
+    "greedy": {"temperature": 0.0, "max_new_tokens": 400},
+}
+# The fields of a Hugging Face generation_config.json that are sampling settings here.
+_GENERATION_FIELDS = ("temperature", "top_p", "top_k", "repetition_penalty", "max_new_tokens")
+
+
+def preset(name: str, **overrides) -> SamplingParams:
+    """SamplingParams of a named preset (PRESETS), with any field overridden."""
+    return SamplingParams(**{**PRESETS[name], **overrides})
+
+
+def generation_defaults(model_dir, fallback: str = "fable") -> dict:
+    """The sampling settings a model folder asks for in its generation_config.json (what `fabulist train`
+    writes, or what a published model ships: Qwen's top_k 20, say), over the named preset; a folder
+    without one, or a field that is missing or not a number, keeps the preset's. do_sample false means
+    greedy."""
+    import json
+    from pathlib import Path
+
+    out = dict(PRESETS[fallback])
+    try:
+        config = json.loads((Path(model_dir) / "generation_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return out
+    if not isinstance(config, dict):
+        return out
+    for key in _GENERATION_FIELDS:
+        value = config.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = int(value) if key in ("top_k", "max_new_tokens") else float(value)
+    if config.get("do_sample") is False:
+        out["temperature"] = 0.0
+    return out
+
+
 def prompt_seed(seed: int, index: int) -> int:
     """The seed of the index-th prompt of a run seeded `seed` (`eval run`, `eval quality`, the training-time
     probe): distinct per prompt and per run seed, so a resumed or partial run draws what a whole one does."""

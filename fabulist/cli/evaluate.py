@@ -59,7 +59,7 @@ def eval_quality(model_dir, fmt, quant, graph, count, temperature, top_p, seed, 
     quants = [x.strip() for x in quant.split(",") if x.strip()]
     if not quants:
         raise click.UsageError(f"--quant {quant!r} names no artifact; e.g. --quant int4 or --quant int4,fp32")
-    sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    params = sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     prompts = None
     if prompts_path:
         prompts, skipped = q.prompts_from(prompts_path, count)
@@ -74,10 +74,9 @@ def eval_quality(model_dir, fmt, quant, graph, count, temperature, top_p, seed, 
     for one in quants:
         gen = load_generator(model_dir, fmt, one, graph=graph)
         click.echo(f"{fmt} {one}: {gen.artifact}", err=True)
-        results[one] = q.run(gen, count, temperature, seed, max_new_tokens, top_p=top_p, prompts=prompts)
+        results[one] = q.run(gen, count, params, prompts=prompts)
         if guide:
-            guided[one] = q.run(gen, count, temperature, seed, max_new_tokens, top_p=top_p, prompts=prompts,
-                                guided=True)  # fmt: skip
+            guided[one] = q.run(gen, count, params, prompts=prompts, guided=True)
     names = list(results)
     columns = [(n, results[n]) for n in names]
     if guide:
@@ -170,10 +169,8 @@ def eval_run(model_dir, fmt, quant, count, temperature, top_p, seed, max_new_tok
         raise click.UsageError("--quant applies to onnx and gguf artifacts, not to --format torch")
     if heldout_texts < 1:
         raise click.UsageError("--heldout-texts must be at least 1")
-    sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
-    r = generate.run(
-        model_dir, out, fmt, quant, count, temperature, top_p, seed, max_new_tokens, limit, threads
-    )
+    params = sampling(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    r = generate.run(model_dir, out, fmt, quant, count, params, limit, threads)
     click.echo(f"{r['written']} completions written, {r['skipped']} prompts already done, in {out}", err=True)
     h = ho.ensure(out, heldout, heldout_texts, threads)
     if h and "ppl" in h:

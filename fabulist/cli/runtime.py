@@ -35,6 +35,7 @@ def _elements_for(given: dict[str, str | None], random_fill: bool,
     return labels, free
 
 
+_FROM_FOLDER = "Default: the model folder's generation_config.json"
 _FREE_HELP = "A list element's id or label, or any one-line text of at most 80 characters."
 
 
@@ -52,12 +53,12 @@ _FREE_HELP = "A list element's id or label, or any one-line text of at most 80 c
 @model_options
 @click.option("-n", "count", type=click.IntRange(min=1), default=1, show_default=True,
               help="Completions of the same prompt (>= 1).")  # fmt: skip
-@click.option("--temperature", type=float, default=0.8, show_default=True)
-@click.option("--top-p", type=float, default=0.95, show_default=True)
-@click.option("--top-k", type=int, default=0, show_default=True)
-@click.option("--repetition-penalty", type=float, default=1.0, show_default=True)
+@click.option("--temperature", type=float, help=f"{_FROM_FOLDER} (else 0.8; 0: greedy).")
+@click.option("--top-p", type=float, help=f"{_FROM_FOLDER} (else 0.95).")
+@click.option("--top-k", type=int, help=f"{_FROM_FOLDER} (else 0: no limit).")
+@click.option("--repetition-penalty", type=float, help=f"{_FROM_FOLDER} (else 1.0: none).")
 @click.option("--seed", type=SEED, help="Same seed, same text (on the same backend).")
-@click.option("--max-new-tokens", type=int, default=400, show_default=True)
+@click.option("--max-new-tokens", type=int, help=f"{_FROM_FOLDER} (else 400).")
 @click.option("--stop", multiple=True, help="Stop when this text appears (repeatable; not empty).")
 @click.option("--threads", type=int, callback=threads_option, help=THREADS_HELP)
 @click.option("--stream/--no-stream", default=True, show_default=True)
@@ -98,10 +99,12 @@ def generate_cmd(
     from fabulist.runtime.embedded import resolve
     from fabulist.runtime.load import load_generator
     from fabulist.runtime.plain import is_fable_folder
+    from fabulist.runtime.sampling import PRESETS, generation_defaults
 
-    params = sampling(temperature=temperature, top_k=top_k, top_p=top_p,
-                       repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens, seed=seed,
-                       stop=tuple(stop))  # fmt: skip
+    given_sampling = {k: v for k, v in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p),
+                      ("repetition_penalty", repetition_penalty), ("max_new_tokens", max_new_tokens))
+                      if v is not None}  # fmt: skip
+    sampling(**{**PRESETS["fable"], **given_sampling}, seed=seed, stop=tuple(stop))  # bad values: refused now
     try:  # bad element text is refused before any model folder is looked at or loaded
         for kind, text in given.items():
             if text is not None:
@@ -122,6 +125,8 @@ def generate_cmd(
             prompt = ff.prompt(labels, beginning)
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
+    # what the user gave, else what the folder's generation_config.json asks for, else the fable preset
+    params = sampling(**{**generation_defaults(model_dir), **given_sampling}, seed=seed, stop=tuple(stop))
     gen = load_generator(model_dir, fmt, quant, threads, graph)
     if plain:
         prompt = _plain_prompt(gen, beginning, chat)

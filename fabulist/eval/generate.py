@@ -59,21 +59,27 @@ def _check_settings(out: Path, settings: dict) -> None:
             )
 
 
-def run(model_dir, out, fmt: str = "onnx", quant: str | None = None, n: int = 10, temperature: float = 1.0,
-        top_p: float = 1.0, seed: int = 0, max_new_tokens: int = 400, limit: int | None = None,
-        threads: int | None = None, prompts_file: str | None = None,
+def run(model_dir, out, fmt: str = "onnx", quant: str | None = None, n: int = 10, params=None,
+        limit: int | None = None, threads: int | None = None, prompts_file: str | None = None,
         progress: bool = True) -> dict:  # fmt: skip
-    """Generate what is missing in `out`; return {'written', 'skipped', 'prompts'}."""
+    """Generate what is missing in `out`; return {'written', 'skipped', 'prompts'}. params: the run's
+    SamplingParams (default: the `judge` preset, seed 0: T=1, as the judged protocol samples); its seed
+    seeds the run, and prompt i draws with prompt_seed(seed, i)."""
+    from dataclasses import replace
+
     from tqdm import tqdm
 
-    from fabulist.runtime.sampling import SamplingParams, prompt_seed
+    from fabulist.runtime.sampling import preset, prompt_seed
 
+    params = params or preset("judge", seed=0)
+    seed = params.seed or 0
     if n < 1 or (limit is not None and limit < 1):  # a negative limit would count from the end
         raise EvalRunError("-n and --limit must be at least 1")
     out = Path(out)
     prompts = evalset.load(prompts_file)[:limit]
-    settings = {"model": str(model_dir), "format": fmt, "quant": quant, "n": n, "temperature": temperature,
-                "top_p": top_p, "seed": seed, "max_new_tokens": max_new_tokens,
+    settings = {"model": str(model_dir), "format": fmt, "quant": quant, "n": n,
+                "temperature": params.temperature, "top_p": params.top_p, "seed": seed,
+                "max_new_tokens": params.max_new_tokens,
                 "evalset": evalset.version(prompts_file)}  # fmt: skip
     _check_settings(out, settings)
     log_path = out / COMPLETIONS
@@ -85,10 +91,9 @@ def run(model_dir, out, fmt: str = "onnx", quant: str | None = None, n: int = 10
         write_atomic(out / RUN, json.dumps({"settings": settings, "artifact": str(gen.artifact)}, indent=1))
         with AppendLog(log_path) as log:
             for i, p in tqdm(todo, unit="prompt", disable=not progress):
-                params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                                        seed=prompt_seed(seed, i))  # fmt: skip
-                outs = gen.generate(p.model_prompt, params, n)
-                log.append(_record(p, k, c, params) for k, c in enumerate(outs))
+                one = replace(params, seed=prompt_seed(seed, i))
+                outs = gen.generate(p.model_prompt, one, n)
+                log.append(_record(p, k, c, one) for k, c in enumerate(outs))
                 written += len(outs)
     return {"written": written, "skipped": len(prompts) - len(todo), "prompts": len(prompts)}
 

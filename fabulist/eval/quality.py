@@ -354,22 +354,32 @@ def prompts_from(path, n: int) -> tuple[list[dict], int]:
     return out, skipped
 
 
-def run(generator, n: int = 200, temperature: float = 0.8, seed: int = 0, max_new_tokens: int = 400,
-        progress: bool = True, top_p: float = 1.0, prompts: list[dict] | None = None,
-        guided: bool = False) -> dict:  # fmt: skip
+def run(
+    generator,
+    n: int = 200,
+    params=None,
+    progress: bool = True,
+    prompts: list[dict] | None = None,
+    guided: bool = False,
+) -> dict:
     """Generate one fable per evaluation prompt (`prompts`, default: n from the evaluation region) with
-    the runtime's Generator and score them; `guided`: each under the guide its prompt asks for."""
+    the runtime's Generator and score them; `guided`: each under the guide its prompt asks for. params:
+    the run's SamplingParams (default: the `quality` preset, seed 0); its seed seeds the run, and prompt i
+    draws with prompt_seed(seed, i)."""
+    from dataclasses import replace
+
     from tqdm import tqdm
 
     from fabulist.runtime.guide import Guide
-    from fabulist.runtime.sampling import SamplingParams, prompt_seed
+    from fabulist.runtime.sampling import preset, prompt_seed
 
+    params = params or preset("quality", seed=0)
+    seed = params.seed or 0
     rows, fables = [], []
     for i, p in enumerate(tqdm(prompts or eval_prompts(n, seed), unit="fable", disable=not progress)):
-        params = SamplingParams(temperature=temperature, top_p=top_p, seed=prompt_seed(seed, i),
-                                max_new_tokens=max_new_tokens)  # fmt: skip
         guide = Guide.from_prompt(generator.tok, p["prompt"]) if guided else None
-        fable = generator.generate(p["prompt"], params, guide=guide)[0].text
+        one = replace(params, seed=prompt_seed(seed, i))
+        fable = generator.generate(p["prompt"], one, guide=guide)[0].text
         asked = {"ids": p["ids"]} if "ids" in p else {"texts": p["texts"]}
         rows.append({**check(fable, p.get("ids"), p.get("texts")), **asked, "fable": fable})
         fables.append(fable)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from fabulist.eval import quality
 from fabulist.eval.torch_backend import TorchBackend
+from fabulist.runtime.sampling import preset
 from fabulist.thresholds import CHECKS
 
 KEYS = (*CHECKS, "distinct_2", "repetition_4gram")
@@ -58,8 +59,8 @@ class QualityProbe:
         was_training = model.training
         model.eval()
         try:
-            got = quality.run(gen, temperature=self.temperature, seed=self.seed, max_new_tokens=new,
-                              progress=False, prompts=prompts)  # fmt: skip
+            params = preset("quality", temperature=self.temperature, seed=self.seed, max_new_tokens=new)
+            got = quality.run(gen, params=params, progress=False, prompts=prompts)
         finally:
             torch.set_num_threads(threads)
             model.train(was_training)

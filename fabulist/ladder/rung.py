@@ -169,7 +169,10 @@ def quality(generator, count: int, cfg: LadderConfig, progress: bool) -> dict:
     from fabulist.eval import quality as q
 
     e = cfg.eval
-    result = q.run(generator, count, e.temperature, e.seed, e.max_new_tokens, progress=progress)
+    from fabulist.runtime.sampling import preset
+
+    params = preset("quality", temperature=e.temperature, seed=e.seed, max_new_tokens=e.max_new_tokens)
+    result = q.run(generator, count, params, progress=progress)
     summary = result["summary"] | {"quality_score": quality_score(result["summary"])}
     return {"summary": summary, "fables": [{"ids": r["ids"], "fable": r["fable"]} for r in result["rows"]]}
 
@@ -227,8 +230,11 @@ def judge_scores(cfg: LadderConfig, out: Path, sha: str, judge: dict, progress: 
 
     run_dir = out / "ladder" / f"judge-{sha[:12]}"
     j = cfg.judge
-    generate.run(out, run_dir, "onnx", cfg.quant, j["n"], j["temperature"], 1.0, cfg.eval.seed,
-                 cfg.eval.max_new_tokens, j["limit"], progress=progress)  # fmt: skip
+    from fabulist.runtime.sampling import preset
+
+    params = preset("judge", temperature=j["temperature"], seed=cfg.eval.seed,
+                    max_new_tokens=cfg.eval.max_new_tokens)  # fmt: skip
+    generate.run(out, run_dir, "onnx", cfg.quant, j["n"], params, j["limit"], progress=progress)
     summary = grading.run(run_dir, judge["judge"], judge.get("cache"), judge.get("prices"))
     scores = rp.build(run_dir)["judge"]["scores"]
     kept = {k: summary[k] for k in ("judge_model", "graded", "failures", "cost_usd")}

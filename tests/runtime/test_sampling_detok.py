@@ -1,5 +1,7 @@
 """Sampling rules and UTF-8-safe streaming detokenization."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -114,3 +116,53 @@ def test_batched_sampling_equals_row_by_row():
         batch = next_tokens(logits, params, [np.random.default_rng(i) for i in range(6)], seen)
         rows = [next_token(logits[i], params, np.random.default_rng(i), seen[i]) for i in range(6)]
         assert batch.tolist() == rows
+
+
+def test_generation_defaults_come_from_the_folder_then_the_preset(tmp_path):
+    from fabulist.runtime.sampling import PRESETS, generation_defaults, preset
+
+    assert generation_defaults(tmp_path) == PRESETS["fable"] == {"temperature": 0.8, "top_p": 0.95,
+                                                                  "max_new_tokens": 400}  # fmt: skip
+    qwen = {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05,
+            "bos_token_id": 151643}  # fmt: skip
+    (tmp_path / "generation_config.json").write_text(json.dumps(qwen))
+    assert generation_defaults(tmp_path) == {"temperature": 0.7, "top_p": 0.8, "top_k": 20,
+                                             "repetition_penalty": 1.05, "max_new_tokens": 400}  # fmt: skip
+    (tmp_path / "generation_config.json").write_text(json.dumps({"do_sample": False, "top_p": "high"}))
+    assert generation_defaults(tmp_path) == {**PRESETS["fable"], "temperature": 0.0}  # a string is ignored
+    (tmp_path / "generation_config.json").write_text("[1, 2]")
+    assert generation_defaults(tmp_path, "judge") == {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 400}
+    assert preset("quality", seed=3).top_p == 1.0 and preset("quality", seed=3).seed == 3
+
+
+def test_generate_samples_as_the_folder_asks_unless_told(onnx_model, tmp_path):
+    """A folder whose generation_config.json says greedy is decoded greedily; --temperature overrides it."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from fabulist.cli import main
+
+    folder = shutil.copytree(onnx_model, tmp_path / "m")
+    (folder / "generation_config.json").write_text(json.dumps({"do_sample": False, "max_new_tokens": 12}))
+    given = (
+        "--character",
+        "fox",
+        "--trait",
+        "brave",
+        "--setting",
+        "a forest",
+        "--conflict",
+        "a storm",
+        "--resolution",
+        "a friend helps",
+        "--moral",
+        "Be kind.",
+    )  # fmt: skip (no element left to draw)
+    args = ["generate", "--model", str(folder), "--quant", "fp32", "--json", *given]
+    runs = [json.loads(CliRunner().invoke(main, [*args, "--seed", str(s)]).stdout) for s in (1, 2)]
+    texts = [r["completions"][0]["text"] for r in runs]
+    assert texts[0] == texts[1] and all(r["completions"][0]["new_tokens"] <= 12 for r in runs)  # greedy
+    sampled = [json.loads(CliRunner().invoke(main, [*args, "--seed", str(s), "--temperature", "1.5"]).stdout)
+               for s in (1, 2)]  # fmt: skip
+    assert sampled[0]["completions"][0]["text"] != sampled[1]["completions"][0]["text"]

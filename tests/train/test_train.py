@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from fabulist.eval import quality
 from fabulist.eval.torch_backend import load_torch_generator
 from fabulist.eval.training import KEYS, probe_for
+from fabulist.runtime.sampling import preset
 from fabulist.train.trainer import TrainConfig, train
 from tests.builders import assert_plot
 
@@ -114,6 +115,7 @@ def test_evaluations_record_judge_free_quality_without_changing_training(fables,
     assert not any("quality" in r for r in map(json.loads, (tmp_path / "plain" / "metrics.jsonl").open()))
     # The last evaluation scored the final weights exactly as `fabulist eval quality --format torch` scores
     # the saved model: same prompts, seeds, sampler and rules, so the same numbers.
-    saved = quality.run(load_torch_generator(tmp_path / "q"), seed=0, max_new_tokens=evals[-1]["quality"][
-        "max_new_tokens"], progress=False, prompts=quality.eval_prompts(3, 0))["summary"]  # fmt: skip
+    params = preset("quality", seed=0, max_new_tokens=evals[-1]["quality"]["max_new_tokens"])
+    saved = quality.run(load_torch_generator(tmp_path / "q"), params=params, progress=False,
+                        prompts=quality.eval_prompts(3, 0))["summary"]  # fmt: skip
     assert {k: round(float(saved[k]), 4) for k in KEYS} == {k: evals[-1]["quality"][k] for k in KEYS}
