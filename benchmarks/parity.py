@@ -35,9 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fabulist import artifacts
+
 SHIPPED = Path(__file__).resolve().parent.parent / "runtime" / "models" / "fable-5m"
 PRESETS = ("fable-15m", "fable-50m")
-GENAI = "onnx-genai/int4/model.onnx"
+GENAI = artifacts.get("onnx", "int4", "genai").path
 PROMPT, NEW = 64, 129  # the suite's tg128: 128 decoded tokens after the first
 VARIANTS = {  # pair -> (ours now, ours before, the engine's own generator)
     "genai": ("ours-genai", "before-genai", "genai"),
@@ -96,7 +98,8 @@ def genai_before(backend):
 
 
 def gguf_artifact(model_dir: Path) -> str:
-    return next(a for a in ("gguf/model-q4_0.gguf", "gguf/model-q4_k_m.gguf") if (model_dir / a).is_file())
+    paths = (artifacts.get("gguf", q).path for q in ("q4_0", "q4_k_m"))
+    return next(a for a in paths if (model_dir / a).is_file())
 
 
 def ours_run(gen):

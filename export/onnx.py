@@ -8,11 +8,15 @@ transformers.js reads unchanged. The quantized graphs are made from it by onnxru
 method named for each precision (`METHODS`, the default first, chosen by `benchmarks/quant_methods.py`):
 - int8 `rtn`: weight-only, 8-bit `MatMulNBits` (block 32, symmetric) on every MatMul with a weight, the LM
   head included; `dynamic`: `quantize_dynamic` (int8 weights per channel, activations quantized per tensor
-  at run time), which misses the INT8 gate on the trained fable-5m and is kept for comparison;
+  at run time), which misses the INT8 gate on the trained fable-5m and is kept for comparison; `fold`
+  (written to model_int8_fold.onnx, beside the default): int8 weights per channel that onnxruntime turns
+  back into fp32 at session creation (web.py), the browser's graph, whose wasm kernels are fastest in fp32;
 - int4 `gptq`: GPTQ against the Hessian of each matrix's inputs on calibration text (gptq.py; calib.py:
   training-region fables, never the validation probes), symmetric blocks of 32; `rtn`: the same grid by
   round to nearest; `k_quant`: asymmetric blocks whose scale and minimum are searched per block (llama.cpp's
   k-quant rule, weights only); `hqq`: half-quadratic quantization (asymmetric, no data).
+- auto (mixed.py): GPTQ 4-bit with the matrices that matter most at 8 bits, chosen against a quality
+  target (--max-kld / --max-size) on measured graphs; the plan and a size-vs-KLD PNG beside it.
 With fast=True the onnxruntime-genai model builder also writes
 `onnx-genai/fp32/` and `onnx-genai/int4/` (GroupQueryAttention, fused QKV, SkipSimplifiedLayerNorm,
 MatMulNBits): the same model, several times faster to decode on CPU, run by onnxruntime-genai or plain ORT.
@@ -32,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fabulist import artifacts
 from fabulist import fable_format as ff
 from fabulist import model_folder as mf
 from fabulist.export import arch as ar
@@ -39,10 +44,18 @@ from fabulist.export import validate as va
 from fabulist.export.errors import ExportError
 from fabulist.records import write_atomic
 
-QUANTS = ("fp32", "int8", "int4")
-FILES = {"fp32": "model.onnx", "int8": "model_int8.onnx", "int4": "model_q4.onnx"}  # transformers.js names
+QUANTS = ("fp32", "int8", "int4", "auto")  # auto: mixed 4/8-bit against a quality target (mixed.py)
+
+
+def optimum_path(quant: str, method: str | None = None) -> str:
+    """Where optimum's graph of a quant lives in the model folder (fabulist/artifacts.json)."""
+    return artifacts.get("onnx", quant, "optimum", method).path
+
+
+FILES = {q: Path(optimum_path(q)).name for q in QUANTS}  # transformers.js names (model_q4.onnx, ...)
 GENAI_QUANTS = ("fp32", "int4")
-METHODS = {"int8": ("rtn", "dynamic"), "int4": ("gptq", "rtn", "k_quant", "hqq")}  # the default first
+METHODS = {"int8": ("rtn", "dynamic", "fold"), "int4": ("gptq", "rtn", "k_quant", "hqq")}  # the default first
+FOLD_FILE = Path(optimum_path("int8", "fold")).name  # beside int8 `rtn`: the browser graph (web.py)
 # 8-bit MatMulNBits with accuracy_level 4 runs MLAS's int8 kernels (activations quantized per block of 32
 # at run time); any other level dequantizes the weights at every step, ~8x slower on fable-5m.
 INT8_ACCURACY_LEVEL = 4
@@ -65,11 +78,14 @@ def export_onnx(
     fast: bool = True,
     method: str | None = None,
     calib: str | Path | None = None,
+    max_kld: float | None = None,
+    max_size: str | int | None = None,
 ) -> list[dict]:
     """Write the requested ONNX artifacts into model_dir; one result dict per artifact (see module doc).
 
     method names the quantization method of the quantized precisions requested that have it (see
-    `methods`); calib is the calibration file of the methods that need one (None: calib.py's default)."""
+    `methods`); calib is the calibration file of the methods that need one (None: calib.py's default);
+    max_kld / max_size: the target of quant "auto" (mixed.py), whose plan joins its result dict."""
     model_dir = Path(model_dir)
     bad = [q for q in quants if q not in QUANTS]
     if bad or not quants:
@@ -78,14 +94,14 @@ def export_onnx(
     config = check_model_dir(model_dir)
     context = _check_context(config, context)
     ref = (ref or va.Reference(model_dir)) if validate else None
-    out_dir = model_dir / "onnx"
+    out_dir = model_dir / Path(optimum_path("fp32")).parent
     out_dir.mkdir(exist_ok=True)
     results = []
     with tempfile.TemporaryDirectory(prefix=".tmp-onnx-", dir=out_dir) as tmp:
         tmp = Path(tmp)
         _log(progress, "exporting the fp32 graph with optimum")
         fp32 = _export_fp32(model_dir, tmp / "fp32", progress)
-        built = {}
+        built, plans = {}, {}
         opts = dict(block_size=block_size, accuracy_level=accuracy_level, lm_head_8bit=lm_head_8bit,
                     quantize_embeddings=quantize_embeddings, calib=calib, model_dir=model_dir)  # fmt: skip
         for q in quants:  # build everything from the fp32 graph first, then move it all into place
@@ -93,8 +109,24 @@ def export_onnx(
             if q == "fp32":
                 built[q] = fp32, [*notes, "optimum graph as exported; ORT fuses at session load"]
                 continue
+            if q == "auto":  # mixed 4/8-bit, chosen against max_kld / max_size on measured graphs
+                from fabulist.export import mixed
+
+                _log(progress, "choosing a mixed 4/8-bit plan")
+                (tmp / q).mkdir()
+                try:
+                    plans[q] = mixed.build(fp32, tmp / q / FILES[q], ref or va.Reference(model_dir), notes,
+                                           max_kld=max_kld, max_size=max_size, calib=calib,
+                                           model_dir=model_dir, accuracy_level=accuracy_level,
+                                           progress=progress)  # fmt: skip
+                except ExportError:
+                    raise
+                except Exception as e:
+                    raise ExportError(f"mixed 4/8-bit quantization failed ({type(e).__name__}: {e})") from e
+                built[q] = tmp / q / FILES[q], notes
+                continue
             _log(progress, f"quantizing to {q} ({chosen[q]})")
-            dest = tmp / q / FILES[q]
+            dest = tmp / q / (FOLD_FILE if chosen[q] == "fold" else FILES[q])
             dest.parent.mkdir(parents=True)
             try:
                 built[q] = quantize_graph(fp32, dest, q, chosen[q], notes, **opts), notes
@@ -103,8 +135,10 @@ def export_onnx(
             except Exception as e:
                 raise ExportError(f"{q} quantization of {fp32} failed ({type(e).__name__}: {e})") from e
         for q, (path, notes) in built.items():
-            dest = commit(path, out_dir / FILES[q])
+            dest = commit(path, out_dir / path.name)
             results.append(_describe(model_dir, dest, q, "onnx", ref, notes, progress, chosen.get(q)))
+            if q in plans:  # the plan and its size-vs-KLD curve (beside the graph) join the manifest entry
+                results[-1].update(mixed.record(plans[q], model_dir, dest))
     if ar.is_fable_model(model_dir):  # other models have no fable prompt format to describe
         write_prompt_format(model_dir)
     genai_refusal = ar.refusal(config, "onnx-genai")
@@ -255,6 +289,10 @@ def quantize_graph(
     appended to notes. model_dir (its tokenizer) and calib serve the methods that read calibration text."""
     if quant == "int8" and method == "dynamic":
         return _quantize_dynamic(src, dest, quantize_embeddings, notes)
+    if quant == "int8" and method == "fold":  # int8 on disk, fp32 MatMuls once loaded: for the browser
+        from fabulist.export import web
+
+        return web.fold_int8(src, dest, notes)
     if quant == "int8":  # weight-only: block 32 as llama.cpp's Q8_0, accuracy level 4 for speed
         return _quantize_nbits(src, dest, 8, 32, INT8_ACCURACY_LEVEL, "rtn", notes)
     return _quantize_nbits(src, dest, 4, block_size, accuracy_level, method, notes,
@@ -389,7 +427,8 @@ def build_genai(
     """
     from onnxruntime_genai.models import builder
 
-    root = model_dir / "onnx-genai"
+    dest = model_dir / artifacts.get("onnx", quant, "genai").folder
+    root = dest.parent
     root.mkdir(exist_ok=True)
     opts = {"hf_remote": "false", "hf_token": "false"}  # local files only, no remote code
     if quant == "int4":
@@ -407,7 +446,6 @@ def build_genai(
                 f"onnxruntime-genai's builder rejected {model_dir} ({type(e).__name__}: {e})"
             ) from e
         _set_genai_context(out / "genai_config.json", context)
-        dest = root / quant
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(out, dest)  # the whole folder appears at once
@@ -503,7 +541,8 @@ class OnnxLM:
 
 def validate_onnx(path: Path, quant: str, ref: va.Reference) -> tuple[dict, str | None]:
     """(metrics, gate verdict) of one ONNX artifact against the PyTorch reference (fp32: greedy too)."""
-    return va.validate(OnnxLM(path), quant, ref, greedy=quant == "fp32")
+    gate = "int4" if quant == "auto" else quant  # a mixed graph is held to its 4-bit matrices' gate
+    return va.validate(OnnxLM(path), gate, ref, greedy=quant == "fp32")
 
 
 def _describe(model_dir, path: Path, quant, fmt, ref, notes, progress, method=None) -> dict:

@@ -22,8 +22,9 @@ from fabulist.export.run import table
 from fabulist.names import RULE, is_folder_name
 from fabulist.records import RecordError, read_json
 
-SHIP = (artifacts.get("onnx", "int4", "genai").folder, artifacts.get("onnx", "int4", "optimum").path,
-        artifacts.get("gguf", "q4_k_m").path)  # what an embedded model carries (fable-5m: ~21 MB)
+SHIP = (artifacts.get("onnx", "int4", "genai").folder,  # the CLI runtime's default (fastest on a CPU)
+        artifacts.get("onnx", "int8", "optimum", "fold").path,  # the browser's (fp32 speed in wasm, 6 MB)
+        artifacts.get("gguf", "q4_k_m").path)  # llama.cpp's; fable-5m ships ~19 MB in all
 META = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
         "special_tokens_map.json", "fable_format.json", "loss.png")  # fmt: skip
 MAX_BYTES = 25_000_000

@@ -29,17 +29,18 @@ class PlanError(FabulistError, ValueError):
 
 
 FORMATS = ("onnx", "gguf")
-QUANTS = ("fp32", "fp16", "int8", "int4", "all")
+QUANTS = ("fp32", "fp16", "int8", "int4", "auto", "all")
 PLAN = {  # requested precision -> artifacts per format
     "fp32": {"onnx": ["fp32"], "gguf": ["f32"]},
     "fp16": {"onnx": [], "gguf": ["f16"]},
     "int8": {"onnx": ["int8"], "gguf": ["q8_0"]},
     "int4": {"onnx": ["int4"], "gguf": ["q4_0", "q4_k_m"]},
+    "auto": {"onnx": ["auto"], "gguf": []},  # mixed 4/8-bit ONNX against --max-kld/--max-size (mixed.py)
     "all": {"onnx": ["fp32", "int8", "int4"], "gguf": ["f16", "q8_0", "q4_0", "q4_k_m"]},
 }
 BITS_PER_WEIGHT = {  # for the size estimate before an artifact exists
     "fp32": 32.0, "f32": 32.0, "f16": 16.0, "int8": 8.5, "q8_0": 8.5,
-    "int4": 4.5, "q4_0": 4.5, "q4_k_m": 4.85,
+    "int4": 4.5, "q4_0": 4.5, "q4_k_m": 4.85, "auto": 8.5,  # auto: at most every matrix at 8 bits
 }  # fmt: skip
 KV_BYTES = {"onnx": 4, "gguf": 2}
 OVERHEAD_BYTES = 128 * 2**20
@@ -55,7 +56,8 @@ def plan(fmt: str, quant: str) -> list[tuple[str, str]]:
     formats = FORMATS if fmt == "all" else (fmt,)
     pairs = [(f, q) for f in formats for q in PLAN[quant][f]]
     if not pairs:
-        raise PlanError(f"--quant {quant} has no {fmt} artifact (fp16 is GGUF only); try --format gguf")
+        why, other = ("auto is ONNX only", "onnx") if quant == "auto" else ("fp16 is GGUF only", "gguf")
+        raise PlanError(f"--quant {quant} has no {fmt} artifact ({why}); try --format {other}")
     return pairs
 
 

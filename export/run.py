@@ -3,6 +3,7 @@
     fabulist export runs/X --quant int4                # ONNX int4 + GGUF Q4_0 and Q4_K_M
     fabulist export runs/X --format all --quant all    # the seven artifacts
     fabulist export runs/X --format onnx --quant int4 --method rtn   # ONNX quantization method (onnx.METHODS)
+    fabulist export runs/X --format onnx --quant auto --max-kld 0.005  # mixed 4/8-bit to a target (mixed.py)
 
 Exporters sit behind one explicit table (`EXPORTERS`), each an `Exporter`: it writes its files and
 opens each artifact in its engine for the one validation pass (`export.validate.validate`) against one
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from fabulist.artifacts import MANIFEST
+from fabulist.export import mixed
 from fabulist.export import plan as pl
 from fabulist.export import validate as va
 from fabulist.export.errors import ExportError
@@ -42,21 +44,29 @@ class Exporter(Protocol):
 
 
 def _onnx(model_dir: Path, quants: list[str], context: int, ref: va.Reference | None, progress: bool,
-          method: str | None = None, calib: str | Path | None = None):  # fmt: skip
+          method: str | None = None, calib: str | Path | None = None, max_kld: float | None = None,
+          max_size: str | None = None):  # fmt: skip
     from fabulist.export.onnx import export_onnx
 
     return export_onnx(
         model_dir, quants, context=context, validate=ref is not None, ref=ref, progress=progress,
-        method=method, calib=calib,
+        method=_onnx_method(method), calib=calib, max_kld=max_kld, max_size=max_size,
     )  # fmt: skip
 
 
-def _gguf(
-    model_dir: Path, quants: list[str], context: int, ref: va.Reference | None, progress: bool, **_options
-):  # fmt: skip  (GGUF quants have no method choice yet)
-    from fabulist.export.gguf import export_gguf
+def _onnx_method(method: str | None) -> str | None:
+    """--method as the ONNX exporter takes it: None (each precision's default) for a GGUF-only method."""
+    from fabulist.export.onnx import METHODS
 
-    return export_gguf(model_dir, quants, validate=ref is not None, ref=ref, progress=progress)
+    return method if any(method in names for names in METHODS.values()) else None
+
+
+def _gguf(model_dir: Path, quants: list[str], context: int, ref: va.Reference | None, progress: bool,
+          method: str | None = None, calib: str | Path | None = None, **_options):  # fmt: skip
+    from fabulist.export.gguf import METHODS, export_gguf
+
+    return export_gguf(model_dir, quants, validate=ref is not None, ref=ref, progress=progress,
+                       method=method if method in METHODS else None, calib=calib)  # fmt: skip
 
 
 EXPORTERS: dict[str, Exporter] = {"onnx": _onnx, "gguf": _gguf}
@@ -73,15 +83,23 @@ def tool_versions() -> dict[str, str]:
 
 
 def check_method(pairs: list[tuple[str, str]], method: str | None, calib: str | Path | None) -> None:
-    """Refuse, before anything is built, a --method that no requested ONNX precision has, and a --calib
-    that no method would read."""
+    """Refuse, before anything is built, a --method that no requested artifact has (ONNX int8/int4:
+    onnx.METHODS; GGUF 4-bit: gguf.METHODS), and a --calib that no method would read."""
+    from fabulist.export import gguf
     from fabulist.export.onnx import methods
 
     onnx = [q for f, q in pairs if f == "onnx"]
-    if method is not None and not onnx:
-        raise ExportError(f"--method {method} applies to ONNX int8/int4 artifacts; add --format onnx")
-    if calib is not None and "gptq" not in methods(onnx, method).values():
-        raise ExportError(f"--calib {calib} is read only by --method gptq (the other methods need no data)")
+    gguf4 = any(f == "gguf" and q in gguf.WEIGHTED for f, q in pairs)
+    if method is not None and not onnx and not (gguf4 and method in gguf.METHODS):
+        raise ExportError(f"--method {method} applies to ONNX int8/int4 artifacts and GGUF 4-bit ones "
+                          f"({'|'.join(gguf.METHODS)}); add --format onnx")  # fmt: skip
+    if method is not None and onnx and not (gguf4 and method in gguf.METHODS):
+        methods(onnx, method)  # a method no requested ONNX precision has: the error names the valid ones
+    gptq = bool(onnx) and ("gptq" in methods(onnx, _onnx_method(method)).values() or "auto" in onnx)
+    imatrix = gguf4 and (method if method in gguf.METHODS else gguf.METHODS[0]) == "imatrix"
+    if calib is not None and not gptq and not imatrix:
+        raise ExportError(f"--calib {calib} is read only by --method gptq (ONNX int4) and imatrix (GGUF "
+                          "4-bit); the other methods need no data")  # fmt: skip
 
 
 def check_budget(config: dict, pairs: list[tuple[str, str]], context: int, budget: int, text: str) -> None:
@@ -125,16 +143,20 @@ def export_model(
     progress: bool = True,
     method: str | None = None,
     calib: str | Path | None = None,
+    max_kld: float | None = None,
+    max_size: str | None = None,
 ) -> list[dict]:
     """Write and validate the requested artifacts, record them in the manifest, and return them.
 
     method: the ONNX quantization method (export.onnx.METHODS; None: each precision's default); calib:
-    the calibration fables of the methods that need them (None: export/calib.json)."""
+    the calibration fables of the methods that need them (None: export/calib.json); max_kld / max_size:
+    the target of quant "auto" (export/mixed.py)."""
     model_dir = Path(model_dir)
     _quiet_libraries()
     config = pl.read_config(model_dir)
     pairs = pl.plan(fmt, quant)
     check_method(pairs, method, calib)
+    mixed.check_request(pairs, max_kld, max_size)  # a target needs --quant auto, and auto a target
     pl.check_backends(model_dir, config, pairs)  # an architecture/format pair no backend can take
     limit = pl.parse_bytes(budget)
     context = config["max_position_embeddings"] if context is None else context
@@ -149,7 +171,8 @@ def export_model(
     for name, exporter in EXPORTERS.items():
         quants = [q for f, q in pairs if f == name]
         if quants:
-            results += exporter(model_dir, quants, context, ref, progress, method=method, calib=calib)
+            results += exporter(model_dir, quants, context, ref, progress, method=method, calib=calib,
+                                max_kld=max_kld, max_size=max_size)  # fmt: skip
     artifacts = [describe(r, model_dir, config, context, limit, source) for r in results]
     write_manifest(model_dir, artifacts, context, budget)
     return artifacts

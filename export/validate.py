@@ -149,6 +149,7 @@ class Reference:
         self.greedy = _greedy(model, self.prompt, greedy)
         eos = model.config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        self.model = model  # kept: an exporter that needs PyTorch's activations (the imatrix) reuses it
 
 
 class ArtifactLM(Protocol):

@@ -32,7 +32,13 @@ class Artifact:
     graph: str  # genai | optimum | gguf
     quant: str  # fp32 int8 int4 ... (ONNX), f32 f16 q8_0 q4_0 q4_k_m ... (GGUF)
     path: str  # relative to the model folder
+    method: str | None = None  # set on a second file of a precision that only this method writes
     web: str | None = None  # the transformers.js dtype of an optimum graph
+
+    @property
+    def precision(self) -> str:
+        """The name people pick it by: the quant, or quant-method for a method's own file (int8-fold)."""
+        return self.quant if self.method is None else f"{self.quant}-{self.method}"
 
     @property
     def folder(self) -> str:
@@ -44,21 +50,32 @@ ARTIFACTS: tuple[Artifact, ...] = tuple(Artifact(**a) for a in _TABLE["artifacts
 
 
 def quants(fmt: str, graph: str | None = None) -> list[str]:
-    """The quantizations a format (and graph) has, in the registry's order, each once."""
-    found = [a.quant for a in ARTIFACTS if a.format == fmt and graph in (None, a.graph)]
+    """The precisions a format (and graph) has, in the registry's order, each once (int8-fold included)."""
+    found = [a.precision for a in ARTIFACTS if a.format == fmt and graph in (None, a.graph)]
     return list(dict.fromkeys(found))
 
 
-def get(fmt: str, quant: str, graph: str | None = None) -> Artifact | None:
-    """The artifact of (format, quant[, graph]); with no graph, the first the registry lists (None: none)."""
-    return next((a for a in candidates(fmt, quant, graph or "auto")), None)
+def get(fmt: str, quant: str, graph: str | None = None, method: str | None = None) -> Artifact | None:
+    """The artifact of (format, quant[, graph][, method]); with no graph, the one `candidates` prefers
+    (None: none). A method names its own file only where the registry has a row for it (int8 fold)."""
+    return next((a for a in candidates(fmt, quant, graph or "auto", method)), None)
 
 
-def candidates(fmt: str, quant: str, graph: str = "auto") -> list[Artifact]:
+def candidates(fmt: str, quant: str, graph: str = "auto", method: str | None = None) -> list[Artifact]:
     """The artifacts that serve (format, quant), in order of preference: for ONNX with graph "auto",
-    onnxruntime-genai's graph first (several times faster to decode on CPU), then optimum's."""
-    found = [a for a in ARTIFACTS if a.format == fmt and a.quant == quant and graph in ("auto", a.graph)]
+    onnxruntime-genai's graph first (several times faster to decode on CPU), then optimum's. A method
+    without a row of its own writes the precision's usual file."""
+    if method is None and "-" in quant:  # a precision name: int8-fold
+        quant, method = quant.split("-", 1)
+    rows = [a for a in ARTIFACTS if a.format == fmt and a.quant == quant and graph in ("auto", a.graph)]
+    own = [a for a in rows if a.method == method]
+    found = own if own else [a for a in rows if a.method is None]
     return sorted(found, key=lambda a: GRAPHS.index(a.graph))
+
+
+def web() -> list[Artifact]:
+    """The graphs the browser demo can load (transformers.js), in the registry's order."""
+    return [a for a in ARTIFACTS if a.web is not None]
 
 
 def by_path(path: str) -> Artifact | None:

@@ -12,34 +12,25 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from fabulist import artifacts
 from fabulist.runtime.backends import BackendError, GenaiBackend, LlamaCppBackend, OnnxBackend, read_config
 from fabulist.runtime.engine import Generator
 from fabulist.runtime.plain import PlainFormat, is_fable_tokenizer
 
-OPTIMUM = {"fp32": "onnx/model.onnx", "int8": "onnx/model_int8.onnx", "int4": "onnx/model_q4.onnx"}
-GENAI = {"fp32": "onnx-genai/fp32/model.onnx", "int4": "onnx-genai/int4/model.onnx"}
-GGUF = {q: f"gguf/model-{q}.gguf" for q in ("f32", "f16", "q8_0", "q4_0", "q4_k_m")}
-FORMATS = ("onnx", "gguf")
+FORMATS = artifacts.FORMATS
 GRAPHS = ("auto", "genai", "optimum")
 DEFAULT_QUANT = {"onnx": "int4", "gguf": "q4_k_m"}
 
 
 def candidates(fmt: str, quant: str, graph: str = "auto") -> list[str]:
-    """Relative artifact paths for (format, quant), in order of preference."""
-    if fmt == "gguf":
-        return [GGUF[quant]] if quant in GGUF else []
-    order = {"auto": (GENAI, OPTIMUM), "genai": (GENAI,), "optimum": (OPTIMUM,)}[graph]
-    return [table[quant] for table in order if quant in table]
+    """Relative artifact paths for (format, quant), in order of preference (fabulist/artifacts.json)."""
+    return [a.path for a in artifacts.candidates(fmt, quant, "auto" if fmt == "gguf" else graph)]
 
 
 def available(model_dir: Path) -> list[str]:
     """'format quant' of every artifact present in the folder."""
-    found = []
-    for fmt, quants in (("onnx", OPTIMUM), ("gguf", GGUF)):
-        for quant in quants:
-            if any((model_dir / c).is_file() for c in candidates(fmt, quant)):
-                found.append(f"{fmt} {quant}")
-    return found
+    found = [f"{a.format} {a.precision}" for a in artifacts.ARTIFACTS if (model_dir / a.path).is_file()]
+    return list(dict.fromkeys(found))
 
 
 def artifact(model_dir: Path, fmt: str, quant: str | None, graph: str = "auto") -> Path:
@@ -48,7 +39,7 @@ def artifact(model_dir: Path, fmt: str, quant: str | None, graph: str = "auto") 
     if graph not in GRAPHS:
         raise BackendError(f"unknown graph {graph!r}; choose from {', '.join(GRAPHS)}")
     quant = quant or DEFAULT_QUANT[fmt]
-    known = sorted(set(OPTIMUM) | set(GENAI)) if fmt == "onnx" else list(GGUF)
+    known = artifacts.quants(fmt)
     if quant not in known:
         raise BackendError(f"{fmt} has no quantization {quant!r}; choose from {', '.join(known)}")
     paths = candidates(fmt, quant, graph)

@@ -6,7 +6,7 @@ import { buildPrompt, checkElement, freeLabel, surprise } from './prompt.js';
 
 const $ = (id) => document.getElementById(id);
 const IN_APK = location.hostname === 'appassets.androidplatform.net'; // the Android WebView's asset origin
-const QUANT_LABELS = { int4: 'INT4', int8: 'INT8', fp32: 'FP32' };
+const QUANT_LABELS = { 'int8-fold': 'INT8 (runs as FP32)', int4: 'INT4', int8: 'INT8', fp32: 'FP32' };
 const OWN = '<own>'; // the picker value that shows the free-text field (no list label looks like it)
 const LIST_ONLY_NOTE = 'this model was trained on list values only; your own words may be ignored';
 
@@ -105,7 +105,7 @@ function load(quant) {
   delete document.body.dataset.offline; // set again once this model is kept for offline use
   setState('loading');
   status(`Loading ${info.name} ${QUANT_LABELS[quant]} (${megabytes(q.bytes)})…`);
-  worker.postMessage({ type: 'load', quant, dtype: q.dtype });
+  worker.postMessage({ type: 'load', quant, dtype: q.dtype, model_file_name: q.model_file_name });
 }
 
 function stats({ load, ttft, speed, tokens }) {

@@ -1,7 +1,8 @@
 // The model, off the main thread: transformers.js over onnxruntime-web's WebAssembly backend, every file
 // from this app's own origin (the model folder under model/, the wasm under vendor/; no hub, no CDN).
 //
-// in:  {type: 'load', quant, dtype}   {type: 'generate', prompt, params}   {type: 'stop'}
+// in:  {type: 'load', quant, dtype, model_file_name}   {type: 'generate', prompt, params}   {type: 'stop'}
+//      (model_file_name: the graph's name where the dtype's suffix does not give it: int8-fold)
 // out: {type: 'progress', file, loaded, total}   {type: 'loaded', quant, seconds, threads}
 //      {type: 'text', text}   {type: 'tick', tokens, seconds} (after every token)
 //      {type: 'done', tokens, ttft, seconds, tokensPerSecond, reason}   {type: 'error', message}
@@ -48,7 +49,7 @@ function nextTask() {
   });
 }
 
-async function load({ quant, dtype }) {
+async function load({ quant, dtype, model_file_name }) {
   const t0 = performance.now();
   if (loadedQuant === quant) {
     postMessage({ type: 'loaded', quant, seconds: 0, threads: wasm.numThreads });
@@ -61,7 +62,7 @@ async function load({ quant, dtype }) {
   if (model) await model.dispose();
   model = null;
   loadedQuant = null;
-  model = await AutoModelForCausalLM.from_pretrained(MODEL_ID, { dtype, device: 'wasm', progress_callback });
+  model = await AutoModelForCausalLM.from_pretrained(MODEL_ID, { dtype, model_file_name, device: 'wasm', progress_callback });
   const forward = model.forward.bind(model);
   model.forward = async (inputs) => {
     await nextTask();

@@ -4,8 +4,8 @@
 //   node scripts/build.mjs                                   # the shipped model, runtime/models/fable-5m
 //   node scripts/build.mjs --model ../out/demo/run --quant int4,fp32 --out /tmp/www
 //
-// The model folder is what `fabulist export` writes: config.json, tokenizer.json, onnx/model_q4.onnx
-// (int4), onnx/model_int8.onnx (int8), onnx/model.onnx (fp32), fable_format.json (the prompt format).
+// The model folder is what `fabulist export` writes: config.json, tokenizer.json, the ONNX graphs of
+// optimum's layout (QUANTS below: int8-fold, int4, int8, fp32), fable_format.json (the prompt format).
 // Every precision present is copied unless --quant names some. The output holds:
 //   the app's own files, vendor/ (transformers.js and onnxruntime-web's wasm, the versions it bundles),
 //   model/ (the copied folder + app_model.json: name, context, precisions), precache.js (for sw.js).
@@ -17,12 +17,32 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DEFAULT_MODEL = path.join(ROOT, '..', 'runtime', 'models', 'fable-5m');
-// precision -> transformers.js dtype and the file `fabulist export` writes for it
-export const QUANTS = {
-  int4: { dtype: 'q4', file: 'onnx/model_q4.onnx' },
-  int8: { dtype: 'int8', file: 'onnx/model_int8.onnx' },
-  fp32: { dtype: 'fp32', file: 'onnx/model.onnx' },
-};
+// precision -> transformers.js dtype and the file `fabulist export` writes for it, read from the artifact
+// registry the exporters write by (fabulist/artifacts.json: the rows with a `web` dtype). transformers.js
+// finds a file by <model_file_name (default 'model')><the dtype's suffix>.onnx; int8-fold has no dtype of
+// its own (it runs in fp32), so it names its file. PREFERENCE orders them for the app's default: int8-fold
+// (int8 weights on disk, rebuilt as fp32 when the session loads, export/web.py) decodes ~4-5x faster than
+// int4 on the wasm kernels, which have no fast 4- or 8-bit MatMul (README, browser table).
+const REGISTRY = JSON.parse(fs.readFileSync(path.join(ROOT, '..', 'fabulist', 'artifacts.json'), 'utf8'));
+const SUFFIX = { fp32: '', fp16: '_fp16', int8: '_int8', q4: '_q4' }; // transformers.js' dtype suffixes
+const PREFERENCE = ['int8-fold', 'int4', 'int8', 'fp32'];
+export const QUANTS = Object.fromEntries(
+  REGISTRY.artifacts
+    .filter((a) => a.web)
+    .map((a) => {
+      const stem = path.posix.basename(a.path, '.onnx');
+      const entry = { dtype: a.web, file: a.path };
+      if (stem !== `model${SUFFIX[a.web]}`) entry.model_file_name = stem;
+      return [a.method ? `${a.quant}-${a.method}` : a.quant, entry];
+    })
+    .sort(([a], [b]) => rank(a) - rank(b)),
+);
+const GRAPH_DIRS = [...new Set(Object.values(QUANTS).map((q) => `model/${path.posix.dirname(q.file)}/`))];
+
+function rank(precision) {
+  const i = PREFERENCE.indexOf(precision);
+  return i < 0 ? PREFERENCE.length : i;
+}
 const MODEL_FILES = ['config.json', 'tokenizer.json'];
 const OPTIONAL_FILES = ['generation_config.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 const FORMAT_FILE = 'fable_format.json';
@@ -58,7 +78,8 @@ function readJSON(file) {
 function chooseQuants(model, asked) {
   const present = Object.keys(QUANTS).filter((q) => fs.existsSync(path.join(model, QUANTS[q].file)));
   const hint = `make one with \`fabulist export ${model} --format onnx --quant int4\``;
-  if (!present.length) throw new BuildError(`${model} has no ONNX model (onnx/model_q4.onnx, ...): ${hint}`);
+  const files = Object.values(QUANTS).map((q) => q.file).join(', ');
+  if (!present.length) throw new BuildError(`${model} has no ONNX model (${files}): ${hint}`);
   if (!asked) return present;
   for (const q of asked) {
     if (!QUANTS[q]) throw new BuildError(`unknown precision ${q}; choose from ${Object.keys(QUANTS).join(', ')}`);
@@ -152,17 +173,17 @@ export function build(opts) {
   const entries = quants.map((q) => {
     const src = path.join(model, QUANTS[q].file);
     fs.cpSync(src, path.join(tmp, 'model', QUANTS[q].file));
-    return { quant: q, dtype: QUANTS[q].dtype, file: QUANTS[q].file, bytes: fs.statSync(src).size, sha256: sha256(src) };
+    return { quant: q, ...QUANTS[q], bytes: fs.statSync(src).size, sha256: sha256(src) };
   });
   const info = {
     name: path.basename(model),
     context: config.max_position_embeddings,
-    default: quants[0], // int4 when there is one: the smallest and what a phone should run
+    default: quants[0], // the first present in QUANTS' order of preference: int8-fold, else int4
     quants: entries,
   };
   write(path.join(tmp, 'model', 'app_model.json'), `${JSON.stringify(info, null, 1)}\n`);
   // precache: everything but the model graphs (sw.js keeps the one the user loads) and the worker itself
-  const files = walk(tmp).filter((f) => !f.startsWith('model/onnx/') && f !== 'sw.js').sort();
+  const files = walk(tmp).filter((f) => !GRAPH_DIRS.some((d) => f.startsWith(d)) && f !== 'sw.js').sort();
   const hash = createHash('sha256');
   for (const f of walk(tmp).sort()) hash.update(f).update(sha256(path.join(tmp, f)));
   const version = hash.digest('hex').slice(0, 16);
@@ -173,7 +194,7 @@ export function build(opts) {
   return { out, info, version, bytes: walk(out).reduce((n, f) => n + fs.statSync(path.join(out, f)).size, 0) };
 }
 
-const USAGE = `usage: node scripts/build.mjs [--model DIR] [--quant int4,int8,fp32] [--out DIR]
+const USAGE = `usage: node scripts/build.mjs [--model DIR] [--quant int8-fold,int4,int8,fp32] [--out DIR]
   --model  exported model folder (default: runtime/models/fable-5m)
   --quant  precisions to ship (default: every one in the folder)
   --out    output folder (default: android-demo/dist)`;

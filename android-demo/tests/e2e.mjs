@@ -21,19 +21,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { serve } from '../scripts/serve.mjs';
+import { CHROMIUM, CHROMIUM_ARGS } from './chromium.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TIMEOUT = 180_000;
-// What works here as root with Debian's chromium: no sandbox, no GPU, and none of Chrome's own
-// background traffic (updates, sync, field trials), which this machine's closed network refuses.
-const CHROMIUM_ARGS = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-default-apps', '--disable-extensions',
-  '--disable-client-side-phishing-detection', '--allow-browser-signin=false', '--no-pings',
-  '--disable-domain-reliability',
-  '--disable-features=AutofillServerCommunication,OptimizationHints,Translate,MediaRouter,' +
-    'NetworkTimeServiceQuerying,AccountConsistency,SigninInterceptBubble',
-];
 
 function parseArgs(argv) {
   const opts = { dir: path.join(ROOT, 'dist'), labels: {}, own: {}, greedy: 24, stopAt: 180, sample: 120, screenshot: null };
@@ -138,7 +129,7 @@ async function launch(proxyPort, extraArgs) {
   // a profile of its own, not an incognito context: Chrome never offers to install from incognito
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'fabulist-e2e-'));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    executablePath: CHROMIUM,
     headless: true,
     // loopback never goes through a proxy: everything else would, and is refused and recorded
     args: [...CHROMIUM_ARGS, `--proxy-server=http://127.0.0.1:${proxyPort}`, ...extraArgs],

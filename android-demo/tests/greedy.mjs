@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { buildPrompt } from '../app/prompt.js';
 import { QUANTS } from '../scripts/build.mjs';
-import { AutoModelForCausalLM, AutoTokenizer, env } from './wasm.mjs';
+import { AutoModelForCausalLM, AutoTokenizer, env, modelOptions } from './wasm.mjs';
 
 function parseArgs(argv) {
   const opts = { model: null, labels: [{}], quants: Object.keys(QUANTS), max: 40 };
@@ -37,7 +37,7 @@ async function main() {
   const tokenizer = await AutoTokenizer.from_pretrained(id);
   const results = {};
   for (const quant of opts.quants) {
-    const model = await AutoModelForCausalLM.from_pretrained(id, { dtype: QUANTS[quant].dtype, device: 'auto', session_options: { executionProviders: ['wasm'] } });
+    const model = await AutoModelForCausalLM.from_pretrained(id, modelOptions(QUANTS[quant]));
     const eos = new Set([model.generation_config.eos_token_id].flat().map(Number));
     results[quant] = [];
     for (const prompt of prompts) {

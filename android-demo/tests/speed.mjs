@@ -8,7 +8,7 @@
 // rate of each repeat after one warm-up run (new tokens / wall seconds of generate, prefill included).
 import path from 'node:path';
 import { QUANTS } from '../scripts/build.mjs';
-import { AutoModelForCausalLM, AutoTokenizer, env, ort } from './wasm.mjs';
+import { AutoModelForCausalLM, AutoTokenizer, env, modelOptions, ort } from './wasm.mjs';
 
 function parseArgs(argv) {
   const opts = { model: null, quants: Object.keys(QUANTS), threads: 1, tokens: 64, repeats: 3 };
@@ -35,7 +35,7 @@ async function main() {
   const results = {};
   for (const quant of opts.quants) {
     const t0 = performance.now();
-    const model = await AutoModelForCausalLM.from_pretrained(id, { dtype: QUANTS[quant].dtype, device: 'auto', session_options: { executionProviders: ['wasm'] } });
+    const model = await AutoModelForCausalLM.from_pretrained(id, modelOptions(QUANTS[quant]));
     const load = (performance.now() - t0) / 1000;
     const rates = [];
     for (let r = 0; r <= opts.repeats; r++) {

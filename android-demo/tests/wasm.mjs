@@ -22,3 +22,9 @@ env.useWasmCache = false;
 env.allowRemoteModels = false;
 
 export { ort, AutoModelForCausalLM, AutoTokenizer, env };
+
+/** from_pretrained's options for one precision of build.mjs's QUANTS (its dtype, and its file name where the
+ * dtype alone does not name it, as for int8-fold) on the wasm kernels. */
+export function modelOptions(entry) {
+  return { dtype: entry.dtype, model_file_name: entry.model_file_name, device: 'auto', session_options: { executionProviders: ['wasm'] } };
+}

@@ -7,6 +7,7 @@ import os
 
 import click
 
+from fabulist import artifacts
 from fabulist.cli_types import NON_NEGATIVE, POSITIVE
 
 
@@ -42,6 +43,10 @@ def sampling(**values):
         raise click.UsageError(str(exc)) from None
 
 
+# Every precision the artifact registry knows, ONNX's then GGUF's (fabulist/artifacts.json).
+PRECISIONS = [*artifacts.quants("onnx"), *artifacts.quants("gguf")]
+
+
 def model_options(f):
     """Which model a runtime command loads (shared by `generate` and `serve`): --model, --format, --quant,
     --graph."""
@@ -50,8 +55,9 @@ def model_options(f):
                      "the embedded fable-5m; see `fabulist models`)."),
         click.option("--format", "fmt", type=click.Choice(["onnx", "gguf"]), default="onnx",
                      show_default=True),
-        click.option("--quant", type=click.Choice(["int4", "int8", "fp32", "q4_0", "q4_k_m", "q8_0", "f16",
-                                                   "f32"]), help="Default: int4 for ONNX, q4_k_m for GGUF."),
+        click.option("--quant", type=click.Choice(PRECISIONS), help="Default: int4 for ONNX, q4_k_m for "
+                     "GGUF; auto: the mixed 4/8-bit ONNX of `fabulist export --quant auto`; int8-fold: the "
+                     "browser's int8 graph (`--quant int8 --method fold`)."),
         click.option("--graph", type=click.Choice(["auto", "genai", "optimum"]), default="auto",
                      show_default=True, help="ONNX graph: onnxruntime-genai's (fast) or optimum's; auto: "
                      "the fast one."),

@@ -60,7 +60,7 @@ def test_own_words_reach_the_header_in_the_browser(web_app, demo_model):
                    "--own", json.dumps(own), "--greedy", "20")  # fmt: skip
     assert got["pageErrors"] == [] and got["picked"]["character"] == "<own>" and got["picked"]["trait"] == ""
     asked = {"character": "Industrious beaver", "setting": "Arctic ice floe", **labels}
-    assert got["greedy"]["tokens"] == python_greedy(demo_model, "int4", ff.prompt(asked), 20)[1]
+    assert got["greedy"]["tokens"] == python_greedy(demo_model, "int8-fold", ff.prompt(asked), 20)[1]
     # the demo model's fable_format.json says "lists": the app says so, and still writes
     note = "Note: this model was trained on list values only; your own words may be ignored."
     assert note in got["statusAfter"]

@@ -33,10 +33,10 @@ LABELS = [
 
 def test_transformersjs_greedy_equals_python_runtime(demo_model):
     got = run_node("tests/greedy.mjs", "--model", str(demo_model), "--labels", json.dumps(LABELS),
-                   "--quants", "int4,int8,fp32", "--max", "40")  # fmt: skip
+                   "--quants", "int8-fold,int4,int8,fp32", "--max", "40")  # fmt: skip
     # the app's prompt.js, reading fable_format.json, builds the training format exactly
     assert got["prompts"] == [ff.prompt(labels) for labels in LABELS]
-    for quant in ("int4", "int8", "fp32"):
+    for quant in ("int8-fold", "int4", "int8", "fp32"):
         for prompt, js in zip(got["prompts"], got["results"][quant], strict=True):
             assert_greedy_agrees(demo_model, quant, prompt, js, 40)
 
@@ -86,14 +86,14 @@ def browser_run(app, model_dir, labels: dict, greedy: int, stop_at: int, shot, s
 
 def test_browser_generates_streams_stops_installs_and_works_offline(web_app, demo_model, tmp_path):
     got = browser_run(web_app, demo_model, LABELS[1], greedy=24, stop_at=180, shot=tmp_path / "shot.png")
-    assert got["precisions"] == ["int4", "int8", "fp32"] and got["offlineQuant"] == "int4"
-    assert set(got["otherPrecisions"]) == {"int8", "fp32"}
+    assert got["precisions"] == ["int8-fold", "int4", "int8", "fp32"] and got["offlineQuant"] == "int8-fold"
+    assert set(got["otherPrecisions"]) == {"int4", "int8", "fp32"}
 
 
 def test_shipped_model_offline_in_the_browser(tmp_path):
-    """The default model (runtime/models/fable-5m, int4 only) as the app ships it."""
+    """The default model (runtime/models/fable-5m, int8-fold only) as the app ships it."""
     model = DEMO.parent / "runtime" / "models" / "fable-5m"
-    assert (model / "onnx" / "model_q4.onnx").is_file(), "the shipped default model is missing"
+    assert (model / "onnx" / "model_int8_fold.onnx").is_file(), "the shipped default model is missing"
     proc = build_app(model, tmp_path / "www")
     assert proc.returncode == 0, proc.stderr
     labels = LABELS[0]
@@ -102,16 +102,25 @@ def test_shipped_model_offline_in_the_browser(tmp_path):
     shot = Path(refresh or tmp_path / "shot.png").resolve()
     sample = 400 if refresh else 60  # a whole fable for the README, a short one otherwise
     got = browser_run(tmp_path / "www", model, labels, greedy=60, stop_at=300, shot=shot, sample=sample)
-    assert got["precisions"] == ["int4"]
+    assert got["precisions"] == ["int8-fold"]
     assert len(got["offline"]["text"].split()) > 20
 
 
 def test_build_copies_what_the_app_needs(web_app, demo_model):
     info = json.loads((web_app / "model" / "app_model.json").read_text())
-    assert [q["quant"] for q in info["quants"]] == ["int4", "int8", "fp32"] and info["default"] == "int4"
+    assert [q["quant"] for q in info["quants"]] == ["int8-fold", "int4", "int8", "fp32"]
+    assert info["default"] == "int8-fold"  # the fastest in the browser that passes its gate (README)
     assert info["context"] == 256
     for q in info["quants"]:
         assert (web_app / "model" / q["file"]).read_bytes() == (demo_model / q["file"]).read_bytes()
+    # transformers.js finds int8-fold by its file name (its dtype, fp32, would name model.onnx)
+    fold = {k: info["quants"][0][k] for k in ("dtype", "file", "model_file_name")}
+    assert fold == {
+        "dtype": "fp32",
+        "file": "onnx/model_int8_fold.onnx",
+        "model_file_name": "model_int8_fold",
+    }
+    assert "model_file_name" not in info["quants"][1]
     assert json.loads((web_app / "model" / "fable_format.json").read_text()) == ff.describe()
     for f in ("vendor/transformers.js", "vendor/ort-wasm-simd-threaded.wasm",
               "vendor/ort-wasm-simd-threaded.mjs", "model/tokenizer.json", "model/config.json", "index.html",
@@ -139,6 +148,7 @@ def test_build_from_an_int4_only_folder_without_format_file(demo_model, tmp_path
     assert "no fable_format.json" in proc.stdout
     info = json.loads((tmp_path / "www" / "model" / "app_model.json").read_text())
     assert [q["quant"] for q in info["quants"]] == ["int4"] and info["name"] == "fable-int4"
+    assert info["default"] == "int4"
     assert json.loads((tmp_path / "www" / "model" / "fable_format.json").read_text()) == ff.describe()
 
 

@@ -40,7 +40,8 @@ def test_tokenizer_parity_on_all_probes(tiny_results):
 
 def test_all_quants_written_with_metrics(tiny_results):
     model, results = tiny_results
-    assert sorted(p.name for p in (model / "gguf").iterdir()) == sorted(f"model-{q}.gguf" for q in QUANTS)
+    written = [*(f"model-{q}.gguf" for q in QUANTS), "imatrix.gguf"]  # the 4-bit quants' importance
+    assert sorted(p.name for p in (model / "gguf").iterdir()) == sorted(written)
     for q, r in results.items():
         assert r["path"] == f"gguf/model-{q}.gguf" and r["bytes"] == (model / r["path"]).stat().st_size
         v = r["validation"]
@@ -58,7 +59,8 @@ def test_k_quant_fallbacks_reported_for_dim_64(tiny_results):
 
 def test_k_quants_used_for_dim_256(results_256):
     r = results_256[1]["q4_k_m"]
-    assert r["fallbacks"].get("Q4_K", 0) > 0 and r["notes"] == []
+    assert r["fallbacks"].get("Q4_K", 0) > 0 and r["method"] == "imatrix"
+    assert not [n for n in r["notes"] if n.startswith("Q4_K_M")]  # no fallback: rows of 256 take Q4_K
     assert r["validation"] is None
 
 
@@ -79,7 +81,11 @@ def test_an_earlier_f32_survives_a_later_quantization(tiny_model, tmp_path):
     gg.export_gguf(model, ["f32"], validate=False, progress=False)
     before = (model / "gguf" / "model-f32.gguf").read_bytes()
     gg.export_gguf(model, ["q4_0"], validate=False, progress=False)
-    assert sorted(p.name for p in (model / "gguf").iterdir()) == ["model-f32.gguf", "model-q4_0.gguf"]
+    assert sorted(p.name for p in (model / "gguf").iterdir()) == [
+        "imatrix.gguf",
+        "model-f32.gguf",
+        "model-q4_0.gguf",
+    ]
     assert (model / "gguf" / "model-f32.gguf").read_bytes() == before
 
 

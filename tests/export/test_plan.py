@@ -20,11 +20,14 @@ def test_plan_table():
     assert len(pl.plan("all", "all")) == 7
     assert pl.plan("gguf", "fp16") == [("gguf", "f16")]
     with pytest.raises(
-        pl.PlanError, match="unknown quantization 'int3'; choose from fp32, fp16, int8, int4, all"
+        pl.PlanError, match="unknown quantization 'int3'; choose from fp32, fp16, int8, int4, auto, all"
     ):
         pl.plan("all", "int3")
     with pytest.raises(pl.PlanError, match="fp16 is GGUF only"):
         pl.plan("onnx", "fp16")
+    assert pl.plan("all", "auto") == [("onnx", "auto")]  # mixed 4/8-bit: ONNX only (export/mixed.py)
+    with pytest.raises(pl.PlanError, match=r"auto is ONNX only\); try --format onnx"):
+        pl.plan("gguf", "auto")
 
 
 @pytest.mark.parametrize(

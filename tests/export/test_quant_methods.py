@@ -39,7 +39,7 @@ def test_each_precision_gets_its_method_or_its_default():
             "awq",
             "unknown quantization method 'awq' for --quant int4 (int4: gptq, rtn, k_quant, hqq)",
         ),
-        (["int8"], "gptq", "unknown quantization method 'gptq' for --quant int8 (int8: rtn, dynamic)"),
+        (["int8"], "gptq", "unknown quantization method 'gptq' for --quant int8 (int8: rtn, dynamic, fold)"),
         (["fp32"], "rtn", "unknown quantization method 'rtn' for --quant fp32 (none for fp32)"),
     ],
 )
@@ -55,7 +55,10 @@ def test_cli_refuses_a_bad_method_or_calib_in_one_line(tmp_path, tiny_model):
             ("--method", "awq"),
             "error: unknown quantization method 'awq' for --quant int4 (int4: gptq, rtn",
         ),
-        (("--format", "gguf", "--method", "rtn"), "error: --method rtn applies to ONNX int8/int4 artifacts"),
+        (
+            ("--format", "gguf", "--quant", "int8", "--method", "rtn"),
+            "error: --method rtn applies to ONNX int8/int4 artifacts",
+        ),  # q8_0 has no method
         (("--quant", "int8", "--calib", "x.jsonl"), "error: --calib x.jsonl is read only by --method gptq"),
     ]
     for args, expected in cases:

@@ -69,6 +69,7 @@ def exported_run(tmp_path_factory):
     run = make_model_dir(tmp_path_factory.mktemp("pack") / "run", hidden=256, heads=4, kv_heads=2, ffn=512)
     export_model(run, "all", "int4", "6GB", None, False, progress=False)  # random weights miss the gates
     export_model(run, "onnx", "fp32", "6GB", None, False, progress=False)  # the quality reference
+    export_model(run, "onnx", "int8", "6GB", None, False, progress=False, method="fold")  # the browser's
     training = {"preset": "tiny", "parameters": 1234567, "data": "/somewhere/private/train.parquet",
                 "data_sha256": "ab" * 32, "documents": 1000, "tokens_seen": 65536, "steps": 16,
                 "complete": True, "wall_seconds": 12.5, "final_train_loss": 3.2, "final_valid_loss": 3.4,
@@ -102,7 +103,7 @@ def test_pack_ships_artifacts_and_card(exported_run, tmp_path):
     out = dest / "tiny-fable"
     shipped = (
         "onnx-genai/int4/model.onnx",
-        "onnx/model_q4.onnx",
+        "onnx/model_int8_fold.onnx",
         "gguf/model-q4_k_m.gguf",
         "config.json",
         "tokenizer.json",
@@ -118,7 +119,7 @@ def test_pack_ships_artifacts_and_card(exported_run, tmp_path):
     assert not (out / "model.safetensors").exists() and not (out / "onnx/model.onnx").exists()
     manifest = json.loads((out / "export_manifest.json").read_text())
     assert {a["path"] for a in manifest["artifacts"]} == {
-        "onnx/model_q4.onnx",
+        "onnx/model_int8_fold.onnx",
         "onnx-genai/int4/model.onnx",
         "gguf/model-q4_k_m.gguf",
     }
@@ -216,7 +217,7 @@ def test_shipped_model_is_intact():
     """Every shipped artifact is the one export validated (sha256 in the manifest), within 25 MB."""
     manifest = json.loads((SHIPPED / "export_manifest.json").read_text())
     paths = {a["path"] for a in manifest["artifacts"]}
-    assert {"onnx-genai/int4/model.onnx", "onnx/model_q4.onnx", "gguf/model-q4_k_m.gguf"} <= paths
+    assert {"onnx-genai/int4/model.onnx", "onnx/model_int8_fold.onnx", "gguf/model-q4_k_m.gguf"} <= paths
     for a in manifest["artifacts"]:
         assert digests_match(SHIPPED, a), a["path"]
         assert a["gate"] is None

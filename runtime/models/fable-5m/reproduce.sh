@@ -41,6 +41,8 @@ $F train --preset fable-5m --init "$W/run3" --data "$W/split/train.parquet" --va
   --eval-every 250 --save-every 100 --seed 2 --compile --packing docs --loss-on story "${resume[@]}"
 # Export: every format and quantization, each validated against PyTorch (the card lists them all).
 $F export "$W/run4" --quant all
+# The browser's graph (the mobile demo's default): int8 weights folded back to fp32 at load (export/web.py).
+$F export "$W/run4" --format onnx --quant int8 --method fold
 # Quality bar: 200 evaluation-region prompts, one fable each at T=0.8, INT4 against fp32.
 $F eval quality --model "$W/run4" --quant int4,fp32 -n 200 --temperature 0.8 --seed 0 --json "$W/quality.json"
 # Pack the shipped artifacts with this card into the runtime package.
