@@ -22,9 +22,11 @@ from fabulist.export.run import table
 from fabulist.names import RULE, is_folder_name
 from fabulist.records import RecordError, read_json
 
-SHIP = (artifacts.get("onnx", "int4", "genai").folder,  # the CLI runtime's default (fastest on a CPU)
-        artifacts.get("onnx", "int8", "optimum", "fold").path,  # the browser's (fp32 speed in wasm, 6 MB)
-        artifacts.get("gguf", "q4_k_m").path)  # llama.cpp's; fable-5m ships ~19 MB in all
+SHIP = (
+    artifacts.get("onnx", "int4", "genai").folder,  # the CLI runtime's default (fastest on a CPU)
+    artifacts.get("onnx", "int8", "optimum", "fold").path,  # the browser's (fp32 speed in wasm, 6 MB)
+    artifacts.get("gguf", "q4_k_m").path,  # llama.cpp's; fable-5m ships ~19 MB in all
+)
 META = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
         "special_tokens_map.json", "fable_format.json", "loss.png")  # fmt: skip
 MAX_BYTES = 25_000_000
@@ -280,9 +282,7 @@ def pack(run: str | Path, name: str, dest_root: str | Path, quality_path: str | 
     if not run.is_dir():
         raise ExportError(f"{run} is not a folder")
     training = _read_json(run / "training.json", "train the model to completion first")
-    manifest = _read_json(
-        run / artifacts.MANIFEST, f"export it first: fabulist export {run} --quant int4"
-    )
+    manifest = _read_json(run / artifacts.MANIFEST, f"export it first: fabulist export {run} --quant int4")
     quality = _read_json(quality_path, "write it with `fabulist eval quality --quant int4,fp32 --json FILE`")
     quant, ref = check_quality(quality, quality_path)
     if not reproduce_path.is_file():
