@@ -169,3 +169,36 @@ def make_folder(name: str, folder, seed: int = 0):
         model = model.to(torch.bfloat16)
     model.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def train_briefly(folder, steps: int = 80, lr: float = 2e-3, seed: int = 0) -> float:
+    """Teach a random folder (any architecture) the fable format for a few AdamW steps on the frozen
+    calibration fables (never the validation probes; batches of 8 x up to 128 tokens), saved in fp32, so
+    its next-token distributions are peaked as a trained model's are: random weights give near-flat ones,
+    on which a gate of top-1 agreement measures noise. Returns the last loss."""
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    from fabulist.export.calib import calibration_texts
+
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    rows = [e.ids[:128] for e in tok.encode_batch(calibration_texts()[0], add_special_tokens=False)]
+    width = min(map(len, rows))
+    ids = torch.tensor([r[:width] for r in rows])  # (64, width)
+    torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: more threads only contend
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=lr)
+        for step in range(steps):
+            batch = ids[(step * 8) % len(ids) :][:8]
+            loss = model(input_ids=batch, labels=batch).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    model.eval().save_pretrained(folder, safe_serialization=True)
+    return loss.item()

@@ -29,30 +29,10 @@ STEPS = 300
 
 
 def train(folder: Path, steps: int, lr: float = 2e-3, seed: int = 0) -> float:
-    """AdamW on the calibration fables (batches of 8 x up to 128 tokens), saved in fp32; the last loss.
-    tests/export/conftest.train_briefly's loop, for any architecture (AutoModelForCausalLM)."""
-    import torch
-    from tokenizers import Tokenizer
-    from transformers import AutoModelForCausalLM
+    """AdamW on the calibration fables, saved in fp32; the last loss (architectures.train_briefly)."""
+    from fabulist.bench.architectures import train_briefly
 
-    from fabulist.export.calib import calibration_texts
-
-    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    rows = [e.ids[:128] for e in tok.encode_batch(calibration_texts()[0], add_special_tokens=False)]
-    width = min(map(len, rows))
-    ids = torch.tensor([r[:width] for r in rows])  # (64, width)
-    torch.manual_seed(seed)
-    torch.set_num_threads(1)  # tiny matrices: more threads only contend
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    for step in range(steps):
-        batch = ids[(step * 8) % len(ids) :][:8]
-        loss = model(input_ids=batch, labels=batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval().save_pretrained(folder, safe_serialization=True)
-    return loss.item()
+    return train_briefly(folder, steps, lr, seed)
 
 
 def validated(folder: Path) -> dict:

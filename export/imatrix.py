@@ -96,7 +96,8 @@ def _linears(model, config: dict):
     """(llama.cpp matrix name, nn.Linear) for every linear layer of the model."""
     import torch
 
-    tied = config.get("tie_word_embeddings", False)
+    # tied as the loaded model is (its class's default where config.json is silent: Gemma 3 ties, unsaid)
+    tied = bool(getattr(model.config, "tie_word_embeddings", config.get("tie_word_embeddings", False)))
     for hf, module in model.named_modules():
         if not isinstance(module, torch.nn.Linear):
             continue

@@ -24,32 +24,11 @@ def tiny_model_256(tmp_path_factory):
 
 
 def train_briefly(folder, steps=80, lr=2e-3, seed=0):
-    """Teach a make_model_dir model the fable format for a few steps (the frozen calibration fables, never
-    the validation probes), so its next-token distributions are peaked as a trained model's are: random
-    weights give near-flat ones, on which a gate of top-1 agreement measures noise."""
-    import torch
-    from tokenizers import Tokenizer
-    from transformers import LlamaForCausalLM
+    """A make_model_dir model taught the fable format for a few steps (fabulist.bench.architectures); the
+    folder."""
+    from fabulist.bench.architectures import train_briefly as train
 
-    from fabulist.export.calib import calibration_texts
-
-    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    rows = [e.ids[:128] for e in tok.encode_batch(calibration_texts()[0], add_special_tokens=False)]
-    width = min(map(len, rows))
-    ids = torch.tensor([r[:width] for r in rows])  # (64, width)
-    torch.manual_seed(seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: more threads only contend (5 s here vs minutes on a busy box)
-    model = LlamaForCausalLM.from_pretrained(folder).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    for step in range(steps):
-        batch = ids[(step * 8) % len(ids) :][:8]
-        loss = model(input_ids=batch, labels=batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    torch.set_num_threads(threads)
-    model.eval().save_pretrained(folder, safe_serialization=True)
+    train(folder, steps, lr, seed)
     return folder
 
 

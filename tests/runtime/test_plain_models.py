@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from fabulist.bench.architectures import CONFIGS, make_folder
 from fabulist.cli import main
 from fabulist.runtime.load import load_generator
 from fabulist.runtime.sampling import SamplingParams
-from tests.export.test_architectures import CONFIGS, make_folder
 
 pytestmark = pytest.mark.slow
 # an accent (two bytes: two tokens in a byte-level BPE), and longer than Gemma's 32-token tiny window
@@ -175,8 +175,8 @@ def test_stream_decoder_joins_to_decode_for_each_tokenizer_kind(name):
     """Byte-level BPE, Llama 2's pieces (a prefix space the decoder strips) and Gemma's, with characters
     outside the vocabulary arriving as <0xNN> byte tokens: streamed one token at a time, the pieces join
     to tokenizer.decode and none holds half a character."""
+    from fabulist.bench.architectures import tokenizer_for
     from fabulist.runtime.detok import StreamDecoder
-    from tests.export.test_architectures import tokenizer_for
 
     tok, _ = tokenizer_for(name)
     text = "Caf\u00e9 \u00fcber  two spaces, \U0001f98a fox \u6f22\u5b57 and 42."
