@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fabulist import artifacts
 from fabulist.export import calib as cb
 from fabulist.export import gguf as gg
 from fabulist.export import imatrix as im
@@ -68,7 +69,7 @@ def measure(model_dir: Path, wide: int, variants=VARIANTS) -> tuple[list[dict], 
         config = json.loads((work / "config.json").read_text())
         params = pl.parameters(config)
         ref, wide_ref = va.Reference(work), va.Reference(work, n_texts=wide)
-        f32 = work / "model-f32.gguf"
+        f32 = work / Path(artifacts.get("gguf", "f32").path).name
         gg.write_gguf(work, config, f32, "f32")
         texts, note = cb.calibration_texts()
         found = im.collect(work, texts, cb.CALIB_TOKENS, dataset=cb.FROZEN)

@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from fabulist import artifacts
 from fabulist.export import onnx as ox
 from fabulist.export import validate as va
 
@@ -33,40 +34,43 @@ DEMO = ROOT / "android-demo"
 OUT = Path(__file__).resolve().parent / "results"
 COPIED = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
           "special_tokens_map.json", "fable_format.json")  # fmt: skip
-# precision -> (file in onnx/, gate class, how it is made from the fp32 graph when the folder lacks it)
+# int8 `dynamic` writes the int8 file; staged here beside `rtn`'s under a name of its own
+_INT8 = Path(ox.optimum_path("int8"))
+DYNAMIC = _INT8.with_name(f"{_INT8.stem}_dynamic{_INT8.suffix}").as_posix()
+# precision -> (path in the folder, gate class, how it is made from the fp32 graph when the folder lacks it)
 GRAPHS = {
-    "int4": ("model_q4.onnx", "int4", ("int4", ox.METHODS["int4"][0])),
-    "int8": ("model_int8.onnx", "int8", ("int8", "rtn")),
-    "int8-dynamic": ("model_int8_dynamic.onnx", "int8", ("int8", "dynamic")),
-    "fp32": ("model.onnx", "fp32", None),
-    "int8-fold": (ox.FOLD_FILE, "int8", ("int8", "fold")),
+    "int4": (ox.optimum_path("int4"), "int4", ("int4", ox.METHODS["int4"][0])),
+    "int8": (ox.optimum_path("int8"), "int8", ("int8", "rtn")),
+    "int8-dynamic": (DYNAMIC, "int8", ("int8", "dynamic")),
+    "fp32": (ox.optimum_path("fp32"), "fp32", None),
+    "int8-fold": (ox.optimum_path("int8", "fold"), "int8", ("int8", "fold")),
 }
 
 
 def stage(model_dir: Path, dest: Path) -> dict[str, list[str]]:
     """dest: the model's config, tokenizer and every graph in GRAPHS (those the folder has are copied as
     they are, the rest made from its fp32 graph); returns each graph's notes."""
-    fp32 = model_dir / "onnx" / "model.onnx"
+    fp32 = model_dir / GRAPHS["fp32"][0]
     if not fp32.is_file():
         raise SystemExit(
-            f"{model_dir}: no onnx/model.onnx; run fabulist export {model_dir} --format onnx --quant all"
+            f"{model_dir}: no {GRAPHS['fp32'][0]}; run fabulist export {model_dir} --format onnx --quant all"
         )
-    (dest / "onnx").mkdir(parents=True)
+    (dest / GRAPHS["fp32"][0]).parent.mkdir(parents=True)
     for name in COPIED:
         if (model_dir / name).is_file():
             shutil.copy2(model_dir / name, dest / name)
-    manifest = model_dir / "export_manifest.json"
-    artifacts = json.loads(manifest.read_text())["artifacts"] if manifest.is_file() else []
-    method = {a["path"]: a.get("method") for a in artifacts}
+    manifest = model_dir / artifacts.MANIFEST
+    listed = json.loads(manifest.read_text())["artifacts"] if manifest.is_file() else []
+    method = {a["path"]: a.get("method") for a in listed}
     made = {}
     for quant, (file, _, recipe) in GRAPHS.items():
-        have = model_dir / "onnx" / file
+        have = model_dir / file
         if have.is_file() and not ox.external_files(have):
-            shutil.copy2(have, dest / "onnx" / file)
-            made[quant] = [f"as exported (method {method.get(f'onnx/{file}')})"]
+            shutil.copy2(have, dest / file)
+            made[quant] = [f"as exported (method {method.get(file)})"]
         elif recipe is not None:
             made[quant] = []
-            ox.quantize_graph(fp32, dest / "onnx" / file, *recipe, made[quant], model_dir=model_dir)
+            ox.quantize_graph(fp32, dest / file, *recipe, made[quant], model_dir=model_dir)
         else:
             raise SystemExit(f"{have} keeps its weights in external data; the browser needs one file")
     return made
@@ -105,9 +109,9 @@ def measure(model_dir: Path, threads: str, tokens: int, repeats: int) -> dict:
         made = stage(model_dir, staged)
         rows = {}
         for quant, (file, gate_class, _) in GRAPHS.items():
-            path = staged / "onnx" / file
+            path = staged / file
             metrics, miss = ox.validate_onnx(path, gate_class, ref)
-            rows[quant] = {"file": f"onnx/{file}", "bytes": path.stat().st_size, "gate_class": gate_class,
+            rows[quant] = {"file": file, "bytes": path.stat().st_size, "gate_class": gate_class,
                            "gate": miss or "pass", "validation": metrics, "notes": made.get(quant, []),
                            "loaded_weight_bytes": loaded_weight_bytes(path)}  # fmt: skip
         speed = chromium_speed(staged, threads, tokens, repeats)

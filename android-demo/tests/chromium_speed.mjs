@@ -23,8 +23,10 @@ import { CHROMIUM, CHROMIUM_ARGS } from './chromium.mjs';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 // Graphs only benchmarks make: the app does not offer them, but they are measured beside the others.
 // int8-dynamic: quantize_dynamic's MatMulInteger graph (export/onnx.py, --method dynamic).
+// benchmarks/web_precision.py stages it beside int8's file, named after it.
+const DYNAMIC = QUANTS.int8.file.replace(/\.onnx$/, '_dynamic.onnx');
 export const EXTRA = {
-  'int8-dynamic': { dtype: 'fp32', file: 'onnx/model_int8_dynamic.onnx', model_file_name: 'model_int8_dynamic' },
+  'int8-dynamic': { dtype: 'fp32', file: DYNAMIC, model_file_name: path.posix.basename(DYNAMIC, '.onnx') },
 };
 const ALL = { ...QUANTS, ...EXTRA };
 const TIMEOUT = 600_000;
