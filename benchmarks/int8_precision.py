@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fabulist.export import validate as va
-from fabulist.export.onnx import FILES, OnnxLM
+from fabulist.export.onnx import OnnxLM, optimum_path
 
 MODES = {"accurate": True, "default": False}
 
@@ -38,7 +38,7 @@ def references(model_dir: Path) -> tuple[list[list[int]], list[np.ndarray]]:
 def validation(model_dir: Path, seqs: list[list[int]], refs: list[np.ndarray]) -> dict:
     out = {}
     for mode, accurate in MODES.items():
-        lm = OnnxLM(model_dir / "onnx" / FILES["int8"], accurate_int8=accurate)
+        lm = OnnxLM(model_dir / optimum_path("int8"), accurate_int8=accurate)
         got = [lm.logits(ids) for ids in seqs]
         targets = np.concatenate([np.asarray(ids[1:]) for ids in seqs])
         ref = np.concatenate([r[:-1] for r in refs])
@@ -53,7 +53,7 @@ def validation(model_dir: Path, seqs: list[list[int]], refs: list[np.ndarray]) -
 def speed(model_dir: Path, prompt: list[int], tokens: int, threads: int) -> dict:
     out = {}
     for mode, accurate in MODES.items():
-        lm = OnnxLM(model_dir / "onnx" / FILES["int8"], threads=threads, accurate_int8=accurate)
+        lm = OnnxLM(model_dir / optimum_path("int8"), threads=threads, accurate_int8=accurate)
         lm.greedy(prompt, 8)  # warm-up
         runs = []
         for _ in range(3):
@@ -82,8 +82,8 @@ def main() -> None:
     ap.add_argument("--validation-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path)
     opts = ap.parse_args()
-    if not (opts.model / "onnx" / FILES["int8"]).is_file():
-        raise SystemExit(f"{opts.model}: no onnx/{FILES['int8']}; run fabulist export MODEL --quant int8")
+    if not (opts.model / optimum_path("int8")).is_file():
+        raise SystemExit(f"{opts.model}: no {optimum_path('int8')}; run fabulist export MODEL --quant int8")
     seqs, refs = references(opts.model)
     here = validation(opts.model, seqs, refs)
     if opts.validation_only:

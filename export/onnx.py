@@ -55,7 +55,6 @@ def optimum_path(quant: str, method: str | None = None) -> str:
 FILES = {q: Path(optimum_path(q)).name for q in QUANTS}  # transformers.js names (model_q4.onnx, ...)
 GENAI_QUANTS = ("fp32", "int4")
 METHODS = {"int8": ("rtn", "dynamic", "fold"), "int4": ("gptq", "rtn", "k_quant", "hqq")}  # the default first
-FOLD_FILE = Path(optimum_path("int8", "fold")).name  # beside int8 `rtn`: the browser graph (web.py)
 # 8-bit MatMulNBits with accuracy_level 4 runs MLAS's int8 kernels (activations quantized per block of 32
 # at run time); any other level dequantizes the weights at every step, ~8x slower on fable-5m.
 INT8_ACCURACY_LEVEL = 4
@@ -126,7 +125,7 @@ def export_onnx(
                 built[q] = tmp / q / FILES[q], notes
                 continue
             _log(progress, f"quantizing to {q} ({chosen[q]})")
-            dest = tmp / q / (FOLD_FILE if chosen[q] == "fold" else FILES[q])
+            dest = tmp / q / Path(optimum_path(q, chosen[q])).name  # fold: its own file beside int8's
             dest.parent.mkdir(parents=True)
             try:
                 built[q] = quantize_graph(fp32, dest, q, chosen[q], notes, **opts), notes

@@ -146,6 +146,17 @@ def read_json(path: str | Path) -> dict:
     return value
 
 
+def read_json_or_empty(path: str | Path) -> dict:
+    """A JSON object from a file that may be absent or not ours to insist on (a model folder's optional
+    generation_config.json, tokenizer_config.json): {} when it is missing, unreadable, not JSON or not an
+    object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def read_jsonl(path: str | Path, required: Iterable[str] = ()) -> Iterator[dict]:
     """Yield the records of a JSONL file; a bad line raises RecordError naming file and line number."""
     path = Path(path)

@@ -12,12 +12,12 @@ message and add_generation_prompt=True.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from fabulist import fable_format as ff
 from fabulist.errors import FabulistError
+from fabulist.records import read_json_or_empty
 
 
 class PromptError(FabulistError):
@@ -32,19 +32,11 @@ def is_fable_tokenizer(tokenizer) -> bool:
 def is_fable_folder(model_dir: Path) -> bool:
     """The same question of a folder, before loading it (a folder without a readable tokenizer.json counts
     as a fable model: loading it then says what is wrong)."""
-    data = _read_json(Path(model_dir) / "tokenizer.json")
+    data = read_json_or_empty(Path(model_dir) / "tokenizer.json")
     if not data:
         return True
     added = {t.get("content") for t in data.get("added_tokens", []) if isinstance(t, dict)}
     return set(ff.SPECIAL_TOKENS) <= added
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _token_text(value) -> str | None:
@@ -66,9 +58,9 @@ class PlainFormat:
     @classmethod
     def from_folder(cls, model_dir: Path, tokenizer) -> PlainFormat:
         model_dir = Path(model_dir)
-        config = _read_json(model_dir / "config.json")
-        gen = _read_json(model_dir / "generation_config.json")
-        tc = _read_json(model_dir / "tokenizer_config.json")
+        config = read_json_or_empty(model_dir / "config.json")
+        gen = read_json_or_empty(model_dir / "generation_config.json")
+        tc = read_json_or_empty(model_dir / "tokenizer_config.json")
         eos = gen.get("eos_token_id", config.get("eos_token_id"))
         eos_ids = [e for e in (eos if isinstance(eos, list) else [eos]) if isinstance(e, int)]
         bos_token, eos_token = _token_text(tc.get("bos_token")), _token_text(tc.get("eos_token"))

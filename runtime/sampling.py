@@ -57,16 +57,12 @@ def generation_defaults(model_dir, fallback: str = "fable") -> dict:
     writes, or what a published model ships: Qwen's top_k 20, say), over the named preset; a folder
     without one, or a field that is missing or not a number, keeps the preset's. do_sample false means
     greedy."""
-    import json
     from pathlib import Path
 
+    from fabulist.records import read_json_or_empty
+
     out = dict(PRESETS[fallback])
-    try:
-        config = json.loads((Path(model_dir) / "generation_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return out
-    if not isinstance(config, dict):
-        return out
+    config = read_json_or_empty(Path(model_dir) / "generation_config.json")
     for key in _GENERATION_FIELDS:
         value = config.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):

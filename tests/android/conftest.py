@@ -48,30 +48,14 @@ def build_app(model: Path, out: Path, *extra: str) -> subprocess.CompletedProces
 
 
 def python_greedy(model_dir, quant: str, prompt: str, n: int) -> tuple[list[int], list[int]]:
-    """(prompt ids, greedy tokens) from the torch-free runtime on optimum's graph, as transformers.js.
-    int8-fold, a browser-only graph the runtime does not offer, runs in onnxruntime directly (OnnxLM), from
-    the prompt as the runtime tokenizes a fable prompt (no added special tokens)."""
+    """(prompt ids, greedy tokens) from the torch-free runtime on optimum's graph (int8-fold included), as
+    transformers.js."""
     from fabulist.runtime.load import load_generator
     from fabulist.runtime.sampling import SamplingParams
 
-    if quant == "int8-fold":
-        from tokenizers import Tokenizer
-
-        from fabulist.export.onnx import FOLD_FILE, OnnxLM
-
-        tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        ids = tok.encode(prompt, add_special_tokens=False).ids
-        eos = set(eos_ids(model_dir))
-        return ids, [t for t in OnnxLM(model_dir / "onnx" / FOLD_FILE).greedy(ids, n, eos) if t not in eos]
     gen = load_generator(model_dir, "onnx", quant, graph="optimum")
     done = gen.generate(prompt, SamplingParams(temperature=0.0, max_new_tokens=n))[0]
     return gen.encode(prompt), done.tokens
-
-
-def eos_ids(model_dir) -> list[int]:
-    """The model's end-of-text ids (generation_config.json)."""
-    eos = json.loads((model_dir / "generation_config.json").read_text()).get("eos_token_id")
-    return eos if isinstance(eos, list) else [] if eos is None else [eos]
 
 
 # Where two runtimes run the same integer graph with different kernels (dynamic INT8: onnxruntime-web's
