@@ -19,8 +19,8 @@ context, a backend without `start_batch` takes one prompt per batch). It cannot 
 the next step: its prompt needs its own prefill and a cache as long as the batch's. With optimum's graph
 that is possible in principle (its cache is plain arrays: prefill the newcomer alone, left-pad its cache to
 the batch's length, append its row), but genai keeps its cache inside its own generator, which takes a
-batch's tokens only all at once, and llama.cpp's backend decodes one sequence at a time; the batcher keeps
-one rule for all of them. llama.cpp's backend (`batched = False`) runs every row alone.
+batch's tokens only all at once, and llama.cpp's (runtime/llamacpp.py) would need a sequence added to a
+running batch; the batcher keeps one rule for all of them.
 
 A cancelled request (its client went away) is skipped while queued; while decoding, its rows stop being
 sampled at the next step, and the batch ends early when no live row is left. The batch's KV cache is the
