@@ -108,6 +108,9 @@ def test_impossible_targets_are_one_line_errors(auto_export):
         ([("onnx", "int4")], 0.005, None, "--max-kld is the target of --quant auto (mixed 4/8-bit ONNX)"),
         ([("onnx", "auto")], None, "9 bananas", "bad --max-size '9 bananas': expected a file size, e.g. 9MB"),
         ([("onnx", "auto")], -1.0, None, "--max-kld -1.0 must be a KL divergence above 0 (e.g. 0.005)"),
+        ([("onnx", "auto")], float("nan"), None, "--max-kld nan must be a KL divergence above 0"),
+        ([("onnx", "auto")], float("inf"), None, "--max-kld inf must be a KL divergence above 0"),
+        ([("onnx", "auto")], None, "", "bad --max-size '': expected a file size, e.g. 9MB"),
     ],
 )
 def test_requests_are_checked_before_anything_is_built(pairs, max_kld, max_size, message):
