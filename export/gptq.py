@@ -112,7 +112,7 @@ def quantize(src: Path, dest: Path, feeds: list[dict], accuracy_level: int | Non
     quant = mnq.MatMulNBitsQuantizer(
         model, bits=4, block_size=BLOCK, is_symmetric=True, algo_config=config, nodes_to_exclude=list(exclude)
     )
-    quant.node_quantizer = _writer(config, solved)
+    quant.node_quantizer = writer(config, solved)
     quant.process()
     quant.model.save_model_to_file(str(dest), use_external_data_format=big)
 
@@ -127,7 +127,7 @@ def _array(init, base: Path) -> np.ndarray:
     return numpy_helper.to_array(init, str(base))
 
 
-def _writer(config, solved: dict):
+def writer(config, solved: dict):
     """onnxruntime's default MatMulNBits writer, handed GPTQ's codes instead of rounding the weight."""
     from onnxruntime.quantization import matmul_nbits_quantizer as mnq
 

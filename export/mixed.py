@@ -217,7 +217,7 @@ class Graph:
         )
         quant = mnq.MatMulNBitsQuantizer(model, bits=4, block_size=gptq.BLOCK, is_symmetric=True,
                                          algo_config=four, nodes_to_exclude=sorted(eight))  # fmt: skip
-        quant.node_quantizer = gptq._writer(four, self.solved)
+        quant.node_quantizer = gptq.writer(four, self.solved)
         with _quiet_quantizer():
             quant.process()
             if eight:
