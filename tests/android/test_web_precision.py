@@ -13,7 +13,9 @@ from tests.builders import make_model_dir
 # make_model_dir's tiny Llama: 2 layers x (q 64x64, k 64x32, v 64x32, o 64x64, gate/up/down 64x128) and a
 # 512 x 64 embedding that the LM head shares (tied): 2 x 36,864 + 32,768 weights
 TINY_INT8_WEIGHTS = 106_496
-WEIGHT_MATMULS = 2 * 7 + 1  # the seven projections of each layer and the LM head
+# the fold starts from onnxruntime-genai's builder graph, which fuses q, k and v into one MatMul: five weight
+# MatMuls per layer (qkv, o, gate, up, down) and the LM head
+WEIGHT_MATMULS = 2 * 5 + 1
 
 
 def _graph(path):
@@ -30,6 +32,7 @@ def test_int8_fold_stores_int8_weights_and_no_integer_kernel(demo_model):
     assert sum(int(np.prod(t.dims)) for t in inits if t.data_type == TensorProto.INT8) == TINY_INT8_WEIGHTS
     ops = {n.op_type for n in model.graph.node}
     assert not ops & {"MatMulNBits", "MatMulInteger", "DequantizeLinear", "DynamicQuantizeLinear"}
+    assert "GroupQueryAttention" in ops  # the builder's fused graph, not optimum's
     # a quarter of fp32's bytes plus the graph itself (the tied table stored once, not twice)
     fp32 = (demo_model / "onnx" / "model.onnx").stat().st_size
     assert (demo_model / "onnx" / "model_int8_fold.onnx").stat().st_size < fp32 / 3
@@ -77,13 +80,16 @@ def test_export_writes_validates_and_records_int8_fold(fold_export):
         "fold",
     )
     assert art["files"] == ["onnx/model_int8_fold.onnx"]
-    assert art["notes"][1].startswith(f"{TINY_INT8_WEIGHTS:,} weights stored as int8")
+    assert art["notes"][1] == (
+        "folded from onnxruntime-genai's fp32 builder graph (fused ops: fewer kernels per token)"
+    )
+    assert art["notes"][2].startswith(f"{TINY_INT8_WEIGHTS:,} weights stored as int8")
     assert (
-        art["notes"][2]
+        art["notes"][3]
         == "token embedding: int8 rows gathered, then scaled (the tied LM head shares its table)"
     )
     # 2 x 36,864 fp32 + the head's 32,768 fp32 + the 32,768-byte int8 table = 458,752 bytes once loaded
-    assert art["notes"][3].startswith("once loaded: 0.5 MB of weights")
+    assert art["notes"][4].startswith("once loaded: 0.5 MB of weights")
     assert art["bytes"] == (fold_export / art["path"]).stat().st_size
     # the logits of symmetric per-channel int8 weights: far inside the INT8 gate's KLD (0.01)
     v = art["validation"]
@@ -136,3 +142,17 @@ def test_cli_exports_int8_fold(tmp_path):
     assert sorted(p.name for p in (folder / "onnx").iterdir()) == ["model_int8_fold.onnx"]
     (art,) = json.loads((folder / "export_manifest.json").read_text())["artifacts"]
     assert (art["quant"], art["method"], art["validation"]) == ("int8", "fold", None)
+
+
+def test_int8_fold_without_a_model_folder_folds_optimums_graph(demo_model, tmp_path):
+    """The builder's graph needs the model folder; without one (or where the builder refuses the
+    architecture) the fold starts from the fp32 graph it is given, and its notes say so."""
+    from fabulist.export import onnx as ox
+
+    notes = []
+    dest = ox.quantize_graph(
+        demo_model / "onnx" / "model.onnx", tmp_path / "fold.onnx", "int8", "fold", notes
+    )
+    assert notes[0] == "folded from optimum's fp32 graph (onnxruntime-genai's builder: no model folder given)"
+    ops = {n.op_type for n in _graph(dest).graph.node}
+    assert "GroupQueryAttention" not in ops and "Cast" in ops

@@ -43,7 +43,7 @@ def run_plain(folder: Path, ids: list[int]) -> dict:
     if not shutil.which("node") or not (DEMO / "node_modules" / "@huggingface" / "transformers").is_dir():
         pytest.fail("node and android-demo/node_modules are needed: cd android-demo && npm ci")
     args = ["node", "tests/plain.mjs", "--model", str(folder), "--ids", json.dumps(ids),
-            "--quants", "fp32,int8", "--max", str(NEW), "--probes", json.dumps(PROBES)]  # fmt: skip
+            "--quants", "fp32,int8,int8-fold", "--max", str(NEW), "--probes", json.dumps(PROBES)]  # fmt: skip
     proc = subprocess.run(args, cwd=DEMO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -69,17 +69,19 @@ def torch_greedy(folder: Path, ids: list[int]) -> list[int]:
 
 
 def ort_greedy(folder: Path, quant: str, ids: list[int]) -> list[int]:
-    """onnxruntime (native CPU) greedy on the same optimum graph transformers.js loads."""
-    from fabulist.export.onnx import FILES, OnnxLM
+    """onnxruntime (native CPU) greedy on the same graph transformers.js loads."""
+    from fabulist.export.onnx import OnnxLM, optimum_path
 
     eos = set(_eos(folder))
-    out = OnnxLM(folder / "onnx" / FILES[quant]).greedy(ids, NEW, eos)
+    out = OnnxLM(folder / optimum_path(*quant.split("-"))).greedy(ids, NEW, eos)
     return out[:-1] if out and out[-1] in eos else out
 
 
 @pytest.fixture(scope="module", params=list(ARCHES))
 def browser(request, tmp_path_factory):
-    """(name, folder, prompt ids, plain.mjs's answer) of one architecture, exported to ONNX fp32 + int8."""
+    """(name, folder, prompt ids, plain.mjs's answer) of one architecture, exported to ONNX fp32, int8 and
+    int8-fold (the browser's default, which folds onnxruntime-genai's builder graph where the builder takes
+    the architecture)."""
     from tokenizers import Tokenizer
 
     from fabulist.export.onnx import export_onnx
@@ -87,6 +89,7 @@ def browser(request, tmp_path_factory):
     name = request.param
     folder = make_folder(name, tmp_path_factory.mktemp(name) / "model")
     export_onnx(folder, ["fp32", "int8"], validate=False, progress=False, fast=False)  # optimum's graph only
+    export_onnx(folder, ["int8"], validate=False, progress=False, fast=False, method="fold")
     ids = Tokenizer.from_file(str(folder / "tokenizer.json")).encode(PROMPT, add_special_tokens=False).ids
     assert len(ids) > 32
     return name, folder, ids, run_plain(folder, ids)
@@ -111,6 +114,12 @@ def test_browser_int8_greedy_equals_onnxruntime(browser):
     name, folder, ids, got = browser
     if _ran(name, "int8", got["results"]["int8"]):
         assert got["results"]["int8"]["tokens"] == ort_greedy(folder, "int8", ids), name
+
+
+def test_browser_int8_fold_greedy_equals_onnxruntime(browser):
+    name, folder, ids, got = browser
+    if _ran(name, "int8-fold", got["results"]["int8-fold"]):
+        assert got["results"]["int8-fold"]["tokens"] == ort_greedy(folder, "int8-fold", ids), name
 
 
 def test_browser_tokenizer_equals_tokenizers_on_probes(browser):
