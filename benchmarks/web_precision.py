@@ -8,8 +8,10 @@ MODEL_DIR is a trained model folder (config.json, model.safetensors, tokenizer.j
 `fabulist export MODEL_DIR --format onnx --quant all` (onnx/model.onnx is required; model_q4.onnx and
 model_int8.onnx are used where present). Its files are copied into a scratch folder, never written. The
 graphs: int4 (model_q4.onnx: MatMulNBits 4-bit, made with the default method where absent), int8
-(MatMulNBits 8-bit, rtn), int8-dynamic (quantize_dynamic: MatMulInteger), fp32, and int8-fold (int8
-weights on disk, folded back to fp32 by onnxruntime at load: export/web.py). Each is validated by
+(MatMulNBits 8-bit, rtn), int8-dynamic (quantize_dynamic: MatMulInteger), fp32, int8-fold (int8
+weights on disk, folded back to fp32 by onnxruntime at load: export/web.py; it folds onnxruntime-genai's
+builder graph), int8-fold-optimum (the same fold of optimum's graph: the fused graph's gain, measured) and
+int4-builder (the builder's INT4 graph, onnx-genai/int4/, weights inlined). Each is validated by
 `export.validate.validate` against one PyTorch reference (the gate of its class: int8/int4/fp32). Speed:
 the (threads, precision) pairs take turns, best decode tok/s of --repeats, and the ratio to int4 in the
 same run. tok/s depend on the machine's load: rerun on a quiet machine before quoting them.
@@ -37,13 +39,24 @@ COPIED = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_
 # int8 `dynamic` writes the int8 file; staged here beside `rtn`'s under a name of its own
 _INT8 = Path(ox.optimum_path("int8"))
 DYNAMIC = _INT8.with_name(f"{_INT8.stem}_dynamic{_INT8.suffix}").as_posix()
-# precision -> (path in the folder, gate class, how it is made from the fp32 graph when the folder lacks it)
+# Two more graphs only this benchmark stages (android-demo/tests/chromium_speed.mjs's EXTRA names them): the
+# fold of optimum's graph (what int8-fold was before it started from the builder's graph) and the builder's
+# own INT4 graph, its weights inlined into one file as the browser needs
+_FOLD = Path(ox.optimum_path("int8", "fold"))
+FOLD_OPTIMUM = _FOLD.with_name(f"{_FOLD.stem}_optimum{_FOLD.suffix}").as_posix()
+_Q4 = Path(ox.optimum_path("int4"))
+INT4_BUILDER = _Q4.with_name(f"{_Q4.stem}_builder{_Q4.suffix}").as_posix()
+# precision -> (path in the folder, gate class, how it is made when the folder lacks it: (quant, method) of
+# export.onnx.quantize_graph on the fp32 graph, "optimum" for a fold of optimum's graph, "builder" for the
+# builder's INT4 graph copied from onnx-genai/, None for nothing)
 GRAPHS = {
     "int4": (ox.optimum_path("int4"), "int4", ("int4", ox.METHODS["int4"][0])),
     "int8": (ox.optimum_path("int8"), "int8", ("int8", "rtn")),
     "int8-dynamic": (DYNAMIC, "int8", ("int8", "dynamic")),
     "fp32": (ox.optimum_path("fp32"), "fp32", None),
     "int8-fold": (ox.optimum_path("int8", "fold"), "int8", ("int8", "fold")),
+    "int8-fold-optimum": (FOLD_OPTIMUM, "int8", "optimum"),
+    "int4-builder": (INT4_BUILDER, "int4", "builder"),
 }
 
 
@@ -59,6 +72,8 @@ def stage(model_dir: Path, dest: Path) -> dict[str, list[str]]:
     for name in COPIED:
         if (model_dir / name).is_file():
             shutil.copy2(model_dir / name, dest / name)
+    import onnx
+
     manifest = model_dir / artifacts.MANIFEST
     listed = json.loads(manifest.read_text())["artifacts"] if manifest.is_file() else []
     method = {a["path"]: a.get("method") for a in listed}
@@ -68,6 +83,17 @@ def stage(model_dir: Path, dest: Path) -> dict[str, list[str]]:
         if have.is_file() and not ox.external_files(have):
             shutil.copy2(have, dest / file)
             made[quant] = [f"as exported (method {method.get(file)})"]
+        elif recipe == "optimum":  # no model folder: export.onnx folds the graph it is given
+            made[quant] = []
+            ox.quantize_graph(fp32, dest / file, "int8", "fold", made[quant])
+        elif recipe == "builder":
+            built = model_dir / artifacts.get("onnx", "int4", "genai").path
+            if not built.is_file():
+                raise SystemExit(
+                    f"{model_dir}: no {built.name} of the builder; run fabulist export {model_dir}"
+                )
+            onnx.save(onnx.load(str(built)), str(dest / file))  # external data inlined: one file
+            made[quant] = [f"{artifacts.get('onnx', 'int4', 'genai').path}, weights inlined"]
         elif recipe is not None:
             made[quant] = []
             ox.quantize_graph(fp32, dest / file, *recipe, made[quant], model_dir=model_dir)

@@ -24,9 +24,16 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 // Graphs only benchmarks make: the app does not offer them, but they are measured beside the others.
 // int8-dynamic: quantize_dynamic's MatMulInteger graph (export/onnx.py, --method dynamic).
 // benchmarks/web_precision.py stages it beside int8's file, named after it.
+// int8-fold-optimum: the int8 fold of optimum's graph (int8-fold folds the builder's); int4-builder:
+// onnxruntime-genai's builder INT4 graph in one file. Each is loaded by its file name (dtype fp32: no suffix).
 const DYNAMIC = QUANTS.int8.file.replace(/\.onnx$/, '_dynamic.onnx');
+const FOLD_OPTIMUM = QUANTS['int8-fold'].file.replace(/\.onnx$/, '_optimum.onnx');
+const INT4_BUILDER = QUANTS.int4.file.replace(/\.onnx$/, '_builder.onnx');
+const named = (file) => ({ dtype: 'fp32', file, model_file_name: path.posix.basename(file, '.onnx') });
 export const EXTRA = {
-  'int8-dynamic': { dtype: 'fp32', file: DYNAMIC, model_file_name: path.posix.basename(DYNAMIC, '.onnx') },
+  'int8-dynamic': named(DYNAMIC),
+  'int8-fold-optimum': named(FOLD_OPTIMUM),
+  'int4-builder': named(INT4_BUILDER),
 };
 const ALL = { ...QUANTS, ...EXTRA };
 const TIMEOUT = 600_000;
