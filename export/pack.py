@@ -138,8 +138,65 @@ def _recipe(training: dict) -> list[str]:
     return lines
 
 
+def browser_section(result: dict | None) -> list[str]:
+    """The card's browser table from benchmarks/web_precision.py's JSON (None: no section): every ONNX
+    precision's size, gate and decode speed in headless Chromium, as a ratio to INT4 measured in the same
+    run."""
+    if result is None:
+        return []
+    rows = result["precisions"]
+    threads = sorted(
+        {k.split("_", 1)[1] for r in rows.values() for k in r if k.startswith("threads_")}, key=int
+    )
+    head = "| precision | file | MB | KLD / top-1 | gate | weights once loaded (MB) |"
+    head += "".join(f" decode tok/s, {t} thread{'s' * (t != '1')} (x INT4) |" for t in threads)
+    lines = [
+        "## In the browser",
+        "",
+        "The mobile demo (android-demo/) runs the model with transformers.js on onnxruntime-web's "
+        "WebAssembly kernels, which have fast fp32 matrix products but no fast 4- or 8-bit ones. Every ONNX "
+        f"precision of this model in headless Chromium {result['chromium']} on the demo's own runtime, in "
+        f"one run (`benchmarks/web_precision.py`: {result['tokens']} greedy tokens, the precisions taking "
+        f"turns, best of {result['repeats']}):",
+        "",
+        head,
+        "|" + "---|" * (head.count("|") - 1),
+    ]
+    for precision, r in rows.items():
+        v = r["validation"]
+        cells = [f"**{precision}**" if precision == "int8-fold" else precision, f"`{r['file']}`",
+                 f"{r['bytes'] / 1e6:.1f}", f"{v['kld']:.4f} / {v['top1']:.1%}", r["gate"],
+                 f"{r['loaded_weight_bytes'] / 1e6:.1f}"]  # fmt: skip
+        for t in threads:
+            s = r[f"threads_{t}"]
+            cells.append(f"{max(s['decode_tok_s']):.0f} ({s['vs_int4']:.2f}x)")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "int8-fold (shipped, the demo's default) stores each weight matrix of onnxruntime-genai's fused "
+        "builder graph as int8 with one scale per output channel, rebuilt as `Mul(Cast(int8), scale)`; "
+        "onnxruntime's constant folding computes those when the session loads, so the kernels run plain fp32 "
+        "MatMuls from the smallest file. int8-fold-optimum is the same fold of optimum's graph (about 20 "
+        "times the nodes), int4-builder the builder's INT4 graph. The price of int8-fold is memory: once "
+        "loaded it holds fp32 matrices.",
+        "",
+    ]
+    return lines
+
+
+def check_browser(result: dict, path: Path) -> None:
+    """A web_precision.py result the card can show, or a one-line ExportError."""
+    rows = result.get("precisions") if isinstance(result, dict) else None
+    keys = ("file", "bytes", "gate", "validation", "loaded_weight_bytes")
+    if not isinstance(rows, dict) or not rows or not all(isinstance(r, dict) and all(k in r for k in keys)
+                                                          for r in rows.values()):  # fmt: skip
+        raise ExportError(f"{path} is not a benchmarks/web_precision.py result (no precisions with speeds)")
+    if not all(k in result for k in ("chromium", "tokens", "repeats")):
+        raise ExportError(f"{path} is not a benchmarks/web_precision.py result (no chromium/tokens/repeats)")
+
+
 def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dict], quality: dict,
-         quant: str, ref: str, reproduce: str, total: int) -> str:  # fmt: skip
+         quant: str, ref: str, reproduce: str, total: int, browser: dict | None = None) -> str:  # fmt: skip
     from fabulist.eval import quality as q
 
     check_card_fields(quality)
@@ -152,8 +209,10 @@ def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dic
         f"# {name}: the default Fabulist fable model",
         "",
         f"A {training['parameters'] / 1e6:.1f}M-parameter Llama ({training['preset']}) trained by Fabulist "
-        f"on {training['documents']:,} procedural fables, exported to INT4 ONNX and a 4-bit GGUF. It ships "
-        "inside the runtime package, so `fabulist generate` writes fables offline with no `--model`.",
+        f"on {training['documents']:,} procedural fables, exported to INT4 ONNX and a 4-bit GGUF for the "
+        "runtime, and to int8-fold ONNX for the browser (int8 weights that onnxruntime turns back into fp32 "
+        "when it loads them; the mobile demo's default). It ships inside the runtime package, so "
+        "`fabulist generate` writes fables offline with no `--model`.",
         "",
         "```",
         "fabulist generate --character fox --moral 'Kindness is rewarded.' --stats",
@@ -168,7 +227,8 @@ def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dic
     for a in shipped:
         v = a.get("validation") or {}
         val = f"{v['kld']:.4f} / {v['top1']:.1%}" if "kld" in v else "-"
-        lines.append(f"| `{a['path']}` | {a['bytes']:,} | {a['format']} {a['quant']} | {val} |")
+        kind = f"{a['format']} {a['quant']}" + (f" (method {a['method']})" if a.get("method") else "")
+        lines.append(f"| `{a['path']}` | {a['bytes']:,} | {kind} | {val} |")
     lines += [
         "",
         f"In all {total / 1e6:.1f} MB with config and tokenizer (the limit in git is "
@@ -202,6 +262,7 @@ def card(name: str, run: Path, training: dict, manifest: dict, shipped: list[dic
         table(manifest["artifacts"]),
         "```",
         "",
+        *browser_section(browser),
         "## Quality bar",
         "",
         f"{quality['n']} element combinations from the reserved evaluation region (never in training), one "
@@ -273,8 +334,10 @@ def _fill(tmp: Path, run: Path, name: str, training: dict, manifest: dict, shipp
 
 
 def pack(run: str | Path, name: str, dest_root: str | Path, quality_path: str | Path,
-         reproduce_path: str | Path, max_bytes: int = MAX_BYTES) -> Path:  # fmt: skip
-    """Copy the shippable artifacts of an exported run into dest_root/name with a README.md model card."""
+         reproduce_path: str | Path, max_bytes: int = MAX_BYTES,
+         browser_path: str | Path | None = None) -> Path:  # fmt: skip
+    """Copy the shippable artifacts of an exported run into dest_root/name with a README.md model card
+    (with the browser table when browser_path, benchmarks/web_precision.py's JSON, is given)."""
     if not is_folder_name(name):  # dest_root/name (and its .tmp, .old) must stay inside dest_root
         raise ExportError(f"--name {name!r} is not a plain folder name: use {RULE}")
     run, dest_root = Path(run), Path(dest_root)
@@ -285,6 +348,10 @@ def pack(run: str | Path, name: str, dest_root: str | Path, quality_path: str | 
     manifest = _read_json(run / artifacts.MANIFEST, f"export it first: fabulist export {run} --quant int4")
     quality = _read_json(quality_path, "write it with `fabulist eval quality --quant int4,fp32 --json FILE`")
     quant, ref = check_quality(quality, quality_path)
+    browser = None
+    if browser_path is not None:
+        browser = _read_json(Path(browser_path), "write it with benchmarks/web_precision.py RUN")
+        check_browser(browser, Path(browser_path))
     if not reproduce_path.is_file():
         raise ExportError(f"{reproduce_path} is missing: the commands that reproduce the model")
     missing = [p for p in (*SHIP, *META) if not (run / p).exists()]
@@ -309,7 +376,17 @@ def pack(run: str | Path, name: str, dest_root: str | Path, quality_path: str | 
         tmp.mkdir()
         record = _fill(tmp, run, name, training, manifest, shipped, quality, reproduce_path)
         text = card(
-            name, run, record, manifest, shipped, quality, quant, ref, reproduce_path.read_text(), total
+            name,
+            run,
+            record,
+            manifest,
+            shipped,
+            quality,
+            quant,
+            ref,
+            reproduce_path.read_text(),
+            total,
+            browser,
         )
         (tmp / "README.md").write_text(text)
     except BaseException as exc:  # a full or read-only destination, a bad quality file: no half-built folder

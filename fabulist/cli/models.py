@@ -43,11 +43,13 @@ def models_group(ctx, as_json) -> None:
               help="`fabulist eval quality --quant int4,fp32 --json` output for this run.")  # fmt: skip
 @click.option("--reproduce", "reproduce_path", required=True, type=click.Path(dir_okay=False),
               help="The script of commands that made the model (copied in, quoted in the card).")  # fmt: skip
+@click.option("--browser", "browser_path", type=click.Path(dir_okay=False),
+              help="benchmarks/web_precision.py's JSON for this run: the card's browser table.")  # fmt: skip
 @click.option("--dest", type=click.Path(file_okay=False), help="Default: the runtime package's models/.")
-def models_pack(run, name, quality_path, reproduce_path, dest) -> None:
+def models_pack(run, name, quality_path, reproduce_path, browser_path, dest) -> None:
     """Copy an exported run's INT4 ONNX (both graphs) and 4-bit GGUF into a shippable folder with a card."""
     from fabulist.export.pack import pack
     from fabulist.runtime.embedded import MODELS
 
-    final = pack(run, name, dest or MODELS, quality_path, reproduce_path)
+    final = pack(run, name, dest or MODELS, quality_path, reproduce_path, browser_path=browser_path)
     click.echo(f"packed {name} into {final} (model card: {final / 'README.md'})")

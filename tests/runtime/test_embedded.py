@@ -165,6 +165,62 @@ def test_pack_takes_a_quality_file_asked_with_free_text(exported_run, tmp_path):
     assert "_character: Industrious beaver; setting: Arctic ice floe; moral: Be kind._" in card
 
 
+def _browser_result(model: str) -> dict:
+    """benchmarks/web_precision.py's JSON shape, with two precisions and one and two threads."""
+
+    def row(file, tok_s, ratio):
+        speed = {
+            "decode_tok_s": [tok_s * 0.9, tok_s],
+            "prefill_s": [0.01],
+            "total_tok_s": [tok_s],
+            "vs_int4": ratio,
+        }
+        return {"file": file, "bytes": 6_000_000, "gate_class": "int8", "gate": "pass", "notes": [],
+                "validation": {"kld": 0.0001, "top1": 0.991, "max_abs_diff": 0.3, "ppl_ratio": 1.0},
+                "loaded_weight_bytes": 24_200_000, "threads_1": speed, "threads_2": speed}  # fmt: skip
+
+    rows = {
+        "int4": row("onnx/model_q4.onnx", 100.0, 1.0),
+        "int8-fold": row("onnx/model_int8_fold.onnx", 612.0, 6.12),
+    }
+    return {
+        "model": model,
+        "tokens": 64,
+        "repeats": 5,
+        "chromium": "156.0",
+        "isolated": True,
+        "precisions": rows,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_pack_writes_the_browser_table_it_is_given(exported_run, tmp_path):
+    """`models pack --browser` puts benchmarks/web_precision.py's table into the card (a re-pack keeps it);
+    a file of another kind is refused in one line."""
+    run, quality, reproduce = exported_run
+    browser = tmp_path / "web_precision.json"
+    browser.write_text(json.dumps(_browser_result(str(run))))
+    args = ["models", "pack", str(run), "--name", "m", "--quality", str(quality),
+            "--reproduce", str(reproduce), "--dest", str(tmp_path / "models")]  # fmt: skip
+    r = fab(*args, "--browser", str(browser))
+    assert r.returncode == 0, r.stderr
+    card = (tmp_path / "models" / "m" / "README.md").read_text()
+    assert "## In the browser" in card and "Chromium 156.0" in card
+    assert (
+        "| **int8-fold** | `onnx/model_int8_fold.onnx` | 6.0 | 0.0001 / 99.1% | pass | 24.2 | 612 (6.12x) | "
+        "612 (6.12x) |" in card
+    )
+    assert "| `onnx/model_int8_fold.onnx` |" in card and "(method fold)" in card
+    browser.write_text(json.dumps({"results": {}}))
+    r = fab(*args, "--browser", str(browser))
+    assert r.returncode == 1 and "is not a benchmarks/web_precision.py result" in r.stderr
+    assert (
+        "Traceback" not in r.stderr
+        and "## In the browser" in (tmp_path / "models" / "m" / "README.md").read_text()
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_pack_refuses_bad_input_and_keeps_the_old_folder(exported_run, tmp_path):
