@@ -94,6 +94,10 @@ async function generate({ prompt, params }) {
   const out = await model.generate({
     ...inputs,
     max_new_tokens: params.max_new_tokens,
+    // end-of-text is held back for the first token, so a sampled fable is never empty (the app samples
+    // unseeded: on a tiny model end-of-text can be the first draw); greedy output is unchanged unless the
+    // model's most likely first token is end-of-text
+    min_new_tokens: 1,
     do_sample: !greedy,
     ...(greedy ? {} : { temperature: params.temperature, top_k: params.top_k }),
     streamer,
