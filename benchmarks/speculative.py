@@ -9,6 +9,10 @@ scorer speculative decoding uses (runtime/speculative.py: optimum's ONNX graph w
 llama.cpp with every position's logits), then each draft at each k does the same; the table shows
 tokens/s, the ratio to the target alone, and the share of drafted tokens the target kept. Greedy, so the
 texts must be equal: the script checks that too. Wall times, best of --repeats.
+Then the costs that decide whether drafting can pay, independent of acceptance (a random-weight target of
+the same tokenizer serves for them, as benchmarks/work/ holds): the target's (k+1)-token call against its
+1-token call (v), each draft's call against the target's (c), and the break-even acceptance per k above
+which a round's yield (1 - a^(k+1)) / (1 - a) exceeds its cost k c + v.
 """
 
 from __future__ import annotations
@@ -57,6 +61,20 @@ def same_prefix(outs: list[list[int]], base: list[list[int]]) -> str:
         for o, r in zip(outs, base, strict=False)
     ]
     return "first difference at token " + "/".join(map(str, agree))
+
+
+def break_even(k: int, c: float, v: float) -> float | None:
+    """The per-token acceptance a above which drafting k tokens pays: a round costs k draft calls (c each,
+    in target 1-token calls) and one (k+1)-token verifying call (v), and yields (1 - a^(k+1)) / (1 - a)
+    tokens; it pays when that exceeds k c + v. None: not even a = 1 (k + 1 tokens a round) pays."""
+    cost = k * c + v
+    if k + 1 <= cost:
+        return None
+    lo, hi = 0.0, 1.0  # the yield grows with a: bisect
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if sum(mid**i for i in range(k + 1)) < cost else (lo, mid)
+    return hi
 
 
 def alone(target, ids: list[int], tokens: int, eos: int) -> list[int]:
@@ -130,21 +148,27 @@ def main() -> None:
     # tokens at acceptance a; so with c = draft/target per call and v = the (k+1)-token call / a 1-token
     # call, speculation pays only when that yield exceeds k*c + v
     ids = gen.encode(texts[0])
+    ks = [int(x) for x in args.k.split(",")]
     one = call_ms(target, ids, 1)
+    verify = {k: call_ms(target, ids, k + 1) / one for k in ks}
     print(
-        f"target: {one:.2f} ms per 1-token call; "
-        + ", ".join(
-            f"{k + 1} tokens {call_ms(target, ids, k + 1) / one:.2f}x"
-            for k in (int(x) for x in args.k.split(","))
-        )
+        f"target: {one:.2f} ms per 1-token call; " + ", ".join(f"{k + 1} tokens {verify[k]:.2f}x" for k in ks)
     )
+    costs = {"target_call_ms": one, "verify": verify, "drafts": {}}
     for name in args.drafts:
         draft = load_scorer(resolve(name), args.fmt, args.quant, args.threads)
         c = call_ms(draft, ids, 1) / one
-        print(f"draft {Path(resolve(name)).name}: {c:.2f}x the target's 1-token call")
+        even = {k: break_even(k, c, verify[k]) for k in ks}
+        costs["drafts"][Path(resolve(name)).name] = {"call": c, "break_even": even}
+        print(
+            f"draft {Path(resolve(name)).name}: {c:.2f}x the target's 1-token call; pays above acceptance "
+            + ", ".join(f"{'never' if a is None else f'{a:.0%}'} (k={k})" for k, a in even.items())
+        )
     if args.json_out:
         out = [{k: v for k, v in r.items() if k != "outputs"} for r in rows]
-        Path(args.json_out).write_text(json.dumps({"args": vars(args), "rows": out}, indent=1))
+        Path(args.json_out).write_text(
+            json.dumps({"args": vars(args), "rows": out, "costs": costs}, indent=1)
+        )
 
 
 if __name__ == "__main__":

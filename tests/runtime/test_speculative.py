@@ -94,3 +94,15 @@ def test_cli_draft_gives_the_targets_greedy_text_and_refuses_another_tokenizer(o
     other = subprocess.run([*fab, "--draft", "fable-5m"], capture_output=True, text=True, timeout=300)
     assert other.returncode != 0 and "Traceback" not in other.stderr
     assert "does not share the target's tokenizer" in other.stderr
+
+
+def test_break_even_acceptance_solves_the_round_cost():
+    """benchmarks/speculative.py's break-even: at that acceptance a round's expected yield equals its
+    cost in target calls; below the cost of k+1 tokens no acceptance pays."""
+    from fabulist.bench.speculative import break_even
+
+    for k, c, v in ((4, 0.1, 1.2), (2, 0.05, 1.1), (3, 0.2, 1.5)):
+        a = break_even(k, c, v)
+        assert 0 < a < 1 and abs(sum(a**i for i in range(k + 1)) - (k * c + v)) < 1e-9
+        assert break_even(k, c / 2, v) < a  # a cheaper draft pays at a lower acceptance
+    assert break_even(2, 0.5, 3.0) is None and break_even(4, 0.1, 9.9) is None

@@ -41,9 +41,13 @@ $F train --preset fable-5m --init "$W/run3" --data "$W/split/train.parquet" --va
   --eval-every 250 --save-every 100 --seed 2 --compile --packing docs --loss-on story "${resume[@]}"
 # Export: every format and quantization, each validated against PyTorch (the card lists them all).
 $F export "$W/run4" --quant all
-# The browser's graph (the mobile demo's default): int8 weights folded back to fp32 at load (export/web.py).
+# The browser's graph (the mobile demo's default): onnxruntime-genai's builder graph with int8 weights that
+# onnxruntime folds back to fp32 at load (export/web.py).
 $F export "$W/run4" --format onnx --quant int8 --method fold
 # Quality bar: 200 evaluation-region prompts, one fable each at T=0.8, INT4 against fp32.
 $F eval quality --model "$W/run4" --quant int4,fp32 -n 200 --temperature 0.8 --seed 0 --json "$W/quality.json"
+# The browser table: every ONNX precision in headless Chromium on the demo's runtime (a quiet machine).
+.venv/bin/python benchmarks/web_precision.py "$W/run4" --repeats 5
 # Pack the shipped artifacts with this card into the runtime package.
-$F models pack "$W/run4" --name fable-5m --quality "$W/quality.json" --reproduce "$0" --dest runtime/models
+$F models pack "$W/run4" --name fable-5m --quality "$W/quality.json" --reproduce "$0" --dest runtime/models \
+  --browser benchmarks/results/web_precision.json
