@@ -21,8 +21,8 @@ The token embedding (a Gather) stays int8 at run time: the Gather picks int8 row
 gathered row scales, one row per token. When the LM head is the embedding transposed (tied weights, as
 fable models are), it is rebuilt from the same int8 table, Transpose(Mul(Cast(q), s)), so the table is
 stored once (the builder's graph reads a tied table through the head, Gather(Transpose(head)): that Gather
-is given the table first). The numbers are those of symmetric per-channel int8 weight-only quantization; what a phone
-holds after loading is the fp32 matrices (about 4 bytes per weight) plus the int8 embedding.
+is given the table first). The numbers are those of symmetric per-channel int8 weight-only quantization;
+what a phone holds after loading is the fp32 matrices (about 4 bytes per weight) plus the int8 embedding.
 """
 
 from __future__ import annotations
