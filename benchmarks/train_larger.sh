@@ -25,3 +25,12 @@ train fable-1m fable-1m "${DRAFT_TOKENS:-4000000}" 3e-3 16
 for m in fable-15m fable-1m; do
   [[ -f $W/$m/export_manifest.json ]] || $F export "$W/$m" --quant all
 done
+# The measurements made from them (a quiet machine; results under benchmarks/results/):
+#   .venv/bin/python benchmarks/web_precision.py "$W/fable-15m" --repeats 5 --out benchmarks/results/fable-15m
+#   .venv/bin/python benchmarks/quant_methods.py "$W/fable-15m" --out benchmarks/results/fable-15m
+#   .venv/bin/python benchmarks/gguf_imatrix.py "$W/fable-15m" --out benchmarks/results/fable-15m
+#   .venv/bin/fabulist eval quality --model "$W/fable-15m" --quant int4,fp32 --graph optimum -n 100 \
+#     --temperature 0.8 --seed 0 --json benchmarks/results/fable-15m/quality.json
+#   for T in "$W/fable-15m" FABLE5M_RUN; do for F in "onnx fp32" "gguf q8_0"; do set -- $F
+#     .venv/bin/python benchmarks/speculative.py "$T" "$W/fable-1m" --format $1 --quant $2 --k 2,4 --threads 2 \
+#       --tokens 128 --prompts 4 --json benchmarks/results/speculative/$(basename "$T")-$1-$2.json; done; done
