@@ -30,6 +30,7 @@ from pathlib import Path
 from fabulist import artifacts
 from fabulist.export import onnx as ox
 from fabulist.export import validate as va
+from fabulist.export.pack import browser_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "android-demo"
@@ -149,20 +150,7 @@ def measure(model_dir: Path, threads: str, tokens: int, repeats: int) -> dict:
 
 
 def markdown(result: dict) -> str:
-    threads = sorted(
-        {k.split("_")[1] for r in result["precisions"].values() for k in r if k.startswith("threads_")}
-    )
-    head = "| precision | file | MB | KLD | top-1 | gate | weights once loaded (MB) |"
-    head += "".join(f" {t} thread{'s' * (t != '1')}: decode tok/s (x INT4) |" for t in threads)
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for quant, r in result["precisions"].items():
-        v = r["validation"]
-        cells = [quant, f"`{r['file']}`", f"{r['bytes'] / 1e6:.1f}", f"{v['kld']:.4f}", f"{v['top1']:.1%}",
-                 r["gate"], f"{r['loaded_weight_bytes'] / 1e6:.1f}"]  # fmt: skip
-        for t in threads:
-            s = r[f"threads_{t}"]
-            cells.append(f"{max(s['decode_tok_s']):.0f} ({s['vs_int4']:.2f}x)")
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = browser_table(result)  # the model card (models pack --browser) shows the same table
     note = (f"\n{result['tokens']} greedy tokens, best of {result['repeats']} interleaved runs, headless "
             f"Chromium {result['chromium']} (transformers.js, onnxruntime-web wasm, a worker per thread "
             "count). Command: `.venv/bin/python benchmarks/web_precision.py MODEL_DIR`.\n")  # fmt: skip

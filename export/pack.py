@@ -138,30 +138,17 @@ def _recipe(training: dict) -> list[str]:
     return lines
 
 
-def browser_section(result: dict | None) -> list[str]:
-    """The card's browser table from benchmarks/web_precision.py's JSON (None: no section): every ONNX
-    precision's size, gate and decode speed in headless Chromium, as a ratio to INT4 measured in the same
-    run."""
-    if result is None:
-        return []
+def browser_table(result: dict) -> list[str]:
+    """The markdown table of a benchmarks/web_precision.py result (the benchmark's .md and the card show the
+    same one): every ONNX precision's size, gate and decode speed in headless Chromium, as a ratio to INT4
+    measured in the same run."""
     rows = result["precisions"]
     threads = sorted(
         {k.split("_", 1)[1] for r in rows.values() for k in r if k.startswith("threads_")}, key=int
     )
     head = "| precision | file | MB | KLD / top-1 | gate | weights once loaded (MB) |"
     head += "".join(f" decode tok/s, {t} thread{'s' * (t != '1')} (x INT4) |" for t in threads)
-    lines = [
-        "## In the browser",
-        "",
-        "The mobile demo (android-demo/) runs the model with transformers.js on onnxruntime-web's "
-        "WebAssembly kernels, which have fast fp32 matrix products but no fast 4- or 8-bit ones. Every ONNX "
-        f"precision of this model in headless Chromium {result['chromium']} on the demo's own runtime, in "
-        f"one run (`benchmarks/web_precision.py`: {result['tokens']} greedy tokens, the precisions taking "
-        f"turns, best of {result['repeats']}):",
-        "",
-        head,
-        "|" + "---|" * (head.count("|") - 1),
-    ]
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for precision, r in rows.items():
         v = r["validation"]
         cells = [f"**{precision}**" if precision == "int8-fold" else precision, f"`{r['file']}`",
@@ -171,7 +158,23 @@ def browser_section(result: dict | None) -> list[str]:
             s = r[f"threads_{t}"]
             cells.append(f"{max(s['decode_tok_s']):.0f} ({s['vs_int4']:.2f}x)")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += [
+    return lines
+
+
+def browser_section(result: dict | None) -> list[str]:
+    """The card's browser section from benchmarks/web_precision.py's JSON (None: no section)."""
+    if result is None:
+        return []
+    lines = [
+        "## In the browser",
+        "",
+        "The mobile demo (android-demo/) runs the model with transformers.js on onnxruntime-web's "
+        "WebAssembly kernels, which have fast fp32 matrix products but no fast 4- or 8-bit ones. Every ONNX "
+        f"precision of this model in headless Chromium {result['chromium']} on the demo's own runtime, in "
+        f"one run (`benchmarks/web_precision.py`: {result['tokens']} greedy tokens, the precisions taking "
+        f"turns, best of {result['repeats']}):",
+        "",
+        *browser_table(result),
         "",
         "int8-fold (shipped, the demo's default) stores each weight matrix of onnxruntime-genai's fused "
         "builder graph as int8 with one scale per output channel, rebuilt as `Mul(Cast(int8), scale)`; "
