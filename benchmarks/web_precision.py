@@ -88,13 +88,14 @@ def stage(model_dir: Path, dest: Path) -> dict[str, list[str]]:
             made[quant] = []
             ox.quantize_graph(fp32, dest / file, "int8", "fold", made[quant])
         elif recipe == "builder":
-            built = model_dir / artifacts.get("onnx", "int4", "genai").path
+            rel = artifacts.get("onnx", "int4", "genai").path
+            built = model_dir / rel
             if not built.is_file():
                 raise SystemExit(
                     f"{model_dir}: no {built.name} of the builder; run fabulist export {model_dir}"
                 )
             onnx.save(onnx.load(str(built)), str(dest / file))  # external data inlined: one file
-            made[quant] = [f"{artifacts.get('onnx', 'int4', 'genai').path}, weights inlined"]
+            made[quant] = [f"{rel}, weights inlined"]
         elif recipe is not None:
             made[quant] = []
             ox.quantize_graph(fp32, dest / file, *recipe, made[quant], model_dir=model_dir)

@@ -94,6 +94,15 @@ def post(server, path: str, content: bytes | str, key: str | None = SECRET, **he
     return httpx.post(f"{server.base_url}{path}", content=content, headers=headers, timeout=60)
 
 
+def _drain(batcher) -> None:
+    """Start the batcher on what was submitted, wait (at most 120 s) until it has nothing left, close it."""
+    batcher.start()
+    deadline = time.monotonic() + 120
+    while batcher.active and time.monotonic() < deadline:
+        time.sleep(0.01)
+    batcher.close()
+
+
 # --- the prompt and the text ---------------------------------------------------------------------------
 
 
@@ -213,11 +222,7 @@ def test_queued_requests_join_one_batch_and_keep_their_own_seeds(ref):
         batcher.submit(job)
     with pytest.raises(Busy, match="the limit is 5"):
         batcher.submit(Job(ids, SamplingParams(), 1, False, Collect()))
-    batcher.start()
-    deadline = time.monotonic() + 120
-    while batcher.active and time.monotonic() < deadline:
-        time.sleep(0.01)
-    batcher.close()
+    _drain(batcher)
     # 1 + 1 (another prompt, another rule) + 2 + 1 rows; the last job's row would be the sixth
     assert batcher.counts["batches"] == 2 and batcher.counts["largest_batch"] == 5
     for job, (seed, limit, stop) in zip(jobs, asks, strict=True):
@@ -322,11 +327,7 @@ def test_queued_distinct_prompts_decode_as_one_batch(ref):
                                 stop=(" the",) if seed % 2 else (), min_new_tokens=seed * 3)  # fmt: skip
         jobs.append((prompt, Job(gen.encode(prompt), params, 1, stream, Collect())))
         batcher.submit(jobs[-1][1])
-    batcher.start()
-    deadline = time.monotonic() + 120
-    while batcher.active and time.monotonic() < deadline:
-        time.sleep(0.01)
-    batcher.close()
+    _drain(batcher)
     assert batcher.counts["batches"] == 1 and batcher.counts["largest_batch"] == 6
     assert len({len(job.ids) for _, job in jobs}) >= 5  # ragged
     for prompt, job in jobs:
