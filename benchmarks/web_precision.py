@@ -30,7 +30,7 @@ from pathlib import Path
 from fabulist import artifacts
 from fabulist.export import onnx as ox
 from fabulist.export import validate as va
-from fabulist.export.pack import browser_table
+from fabulist.export.web import browser_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "android-demo"

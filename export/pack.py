@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from fabulist import artifacts
+from fabulist.export import web
 from fabulist.export.errors import ExportError
 from fabulist.export.run import table
 from fabulist.names import RULE, is_folder_name
@@ -138,29 +139,6 @@ def _recipe(training: dict) -> list[str]:
     return lines
 
 
-def browser_table(result: dict) -> list[str]:
-    """The markdown table of a benchmarks/web_precision.py result (the benchmark's .md and the card show the
-    same one): every ONNX precision's size, gate and decode speed in headless Chromium, as a ratio to INT4
-    measured in the same run."""
-    rows = result["precisions"]
-    threads = sorted(
-        {k.split("_", 1)[1] for r in rows.values() for k in r if k.startswith("threads_")}, key=int
-    )
-    head = "| precision | file | MB | KLD / top-1 | gate | weights once loaded (MB) |"
-    head += "".join(f" decode tok/s, {t} thread{'s' * (t != '1')} (x INT4) |" for t in threads)
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for precision, r in rows.items():
-        v = r["validation"]
-        cells = [f"**{precision}**" if precision == "int8-fold" else precision, f"`{r['file']}`",
-                 f"{r['bytes'] / 1e6:.1f}", f"{v['kld']:.4f} / {v['top1']:.1%}", r["gate"],
-                 f"{r['loaded_weight_bytes'] / 1e6:.1f}"]  # fmt: skip
-        for t in threads:
-            s = r[f"threads_{t}"]
-            cells.append(f"{max(s['decode_tok_s']):.0f} ({s['vs_int4']:.2f}x)")
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
 def browser_section(result: dict | None) -> list[str]:
     """The card's browser section from benchmarks/web_precision.py's JSON (None: no section)."""
     if result is None:
@@ -174,7 +152,7 @@ def browser_section(result: dict | None) -> list[str]:
         f"one run (`benchmarks/web_precision.py`: {result['tokens']} greedy tokens, the precisions taking "
         f"turns, best of {result['repeats']}):",
         "",
-        *browser_table(result),
+        *web.browser_table(result),
         "",
         "int8-fold (shipped, the demo's default) stores each weight matrix of onnxruntime-genai's fused "
         "builder graph as int8 with one scale per output channel, rebuilt as `Mul(Cast(int8), scale)`; "

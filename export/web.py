@@ -194,3 +194,26 @@ def _int8_embedding(graph, node, table, inits, head, new_inits, new_nodes) -> in
         )
         graph.initializer.remove(inits[head])
     return codes.size
+
+
+def browser_table(result: dict) -> list[str]:
+    """The markdown table of a benchmarks/web_precision.py result (the benchmark's .md and the model card,
+    export/pack.py, show the same one): every ONNX precision's size, gate and decode speed in headless
+    Chromium, as a ratio to INT4 measured in the same run."""
+    rows = result["precisions"]
+    threads = sorted(
+        {k.split("_", 1)[1] for r in rows.values() for k in r if k.startswith("threads_")}, key=int
+    )
+    head = "| precision | file | MB | KLD / top-1 | gate | weights once loaded (MB) |"
+    head += "".join(f" decode tok/s, {t} thread{'s' * (t != '1')} (x INT4) |" for t in threads)
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for precision, r in rows.items():
+        v = r["validation"]
+        cells = [f"**{precision}**" if precision == "int8-fold" else precision, f"`{r['file']}`",
+                 f"{r['bytes'] / 1e6:.1f}", f"{v['kld']:.4f} / {v['top1']:.1%}", r["gate"],
+                 f"{r['loaded_weight_bytes'] / 1e6:.1f}"]  # fmt: skip
+        for t in threads:
+            s = r[f"threads_{t}"]
+            cells.append(f"{max(s['decode_tok_s']):.0f} ({s['vs_int4']:.2f}x)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
