@@ -24,6 +24,15 @@ STORIES = [
 ]
 
 
+def cached(run_dir) -> int:
+    """Grades in the judge's cache so far (0 before the judge has made it)."""
+    try:
+        with sqlite3.connect(f"file:{run_dir / 'judge-cache.sqlite'}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM grades").fetchone()[0]
+    except sqlite3.Error:  # no file or no table yet
+        return 0
+
+
 def write_run(run_dir, n: int) -> None:
     """A run folder with n completions, two per prompt of the evaluation set."""
     prompts = evalset.load()
@@ -80,7 +89,9 @@ def test_server_killed_mid_run_keeps_grades_and_the_rerun_asks_only_for_the_rest
     server = LlamaServer(answering_gguf, tmp_path / "server.log").start()
     try:
         with running(judge_cmd(run, server.base_url), clean_env()) as proc:
-            assert wait_for(lambda: server.requests() >= 1 + 4), server.tail()
+            # killed once four grades are in the cache: the server logs a request when its answer is
+            # sent, which can be before the judge has stored it (kept was 3 once)
+            assert wait_for(lambda: server.requests() >= 1 + 4 and cached(run) >= 4), server.tail()
             server.kill()
             _, err = proc.communicate(timeout=120)
         assert proc.returncode == 1, err
